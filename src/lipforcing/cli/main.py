@@ -1,0 +1,76 @@
+"""The ``lipforcing`` command: one thin module per subcommand, looked up in a fixed table.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports
+happen inside ``run`` so ``lipforcing --help`` stays fast. Errors become one line and a
+non-zero exit (see :mod:`lipforcing.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+
+from lipforcing import __version__
+from lipforcing.errors import UserError
+
+COMMANDS = {
+    "info": ("lipforcing.cli.info", "print a preset's configuration and parameter counts"),
+    "stream-smoke": ("lipforcing.cli.stream_smoke", "stream random chunks through a student"),
+    "synthtalk": ("lipforcing.cli.synthtalk", "render the procedural SynthTalk dataset"),
+    "preprocess": ("lipforcing.cli.preprocess", "turn videos into training/eval shards"),
+    "contact-sheet": ("lipforcing.cli.contact_sheet", "face-tracking contact sheet PNG"),
+    "train": ("lipforcing.cli.train", "train codec, teacher, SyncNet, students, or a recipe"),
+    "analyze": ("lipforcing.cli.analyze", "trajectory analysis of a teacher"),
+    "eval": ("lipforcing.cli.eval", "evaluate generated videos against ground truth"),
+    "sync": ("lipforcing.cli.sync", "lip-sync a video to an audio file (offline)"),
+    "serve": ("lipforcing.cli.serve", "HTTP + WebSocket streaming server with a browser page"),
+    "demo": ("lipforcing.cli.demo", "lip-sync a built-in or given sample on the CPU"),
+    "bench": ("lipforcing.cli.bench", "throughput / TTFF benchmark"),
+}
+
+
+def add_subcommands(parser: argparse.ArgumentParser, table: dict[str, tuple[str, str]]) -> None:
+    """Attach the subcommands of ``table`` whose modules exist (name -> (module, help))."""
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in table.items():
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipforcing", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lipforcing {__version__}")
+    add_subcommands(parser, COMMANDS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: still one line unless debugging
+        if os.environ.get("LIPFORCING_DEBUG"):
+            raise
+        print(
+            f"error: {type(e).__name__}: {e} (set LIPFORCING_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Training entry points: ``lipforcing train {codec,teacher,syncnet,stage1,stage2,recipe}``."""
+
+from __future__ import annotations
+
+import argparse
+
+from lipforcing.cli.main import add_subcommands
+
+STAGES = {
+    "codec": ("lipforcing.cli.train_codec", "train the tiny latent codec"),
+    "teacher": ("lipforcing.cli.train_teacher", "train the bidirectional teacher"),
+    "syncnet": ("lipforcing.cli.train_syncnet", "train our SyncNet (reward and metric)"),
+    "stage1": ("lipforcing.cli.train_stage1", "Stage 1: Diffusion Forcing"),
+    "stage2": ("lipforcing.cli.train_stage2", "Stage 2: Sync-Window DMD with SyncNet reward"),
+    "recipe": ("lipforcing.cli.train_recipe", "the whole chain on a preset (CPU: tiny)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_subcommands(parser, STAGES)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args._run(args)

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from lipforcing.diffusion.guidance import sync_window_scale
+from lipforcing.diffusion.schedules import (
+    add_noise,
+    grid_index,
+    nearest_index,
+    shift_time,
+    shifted_timesteps,
+    unshift_time,
+    velocity_target,
+    x0_from_velocity,
+)
+
+
+def test_grid_check_values_from_the_paper():
+    tau = shifted_timesteps(50, 5.0)
+    assert tau.shape == (51,)
+    expected = {0: 1.0, 13: 0.934, 20: 0.882, 25: 0.833, 30: 0.769, 37: 0.637, 40: 0.556, 50: 0.0}
+    for j, value in expected.items():
+        assert abs(tau[j].item() - value) < 1e-3, (j, tau[j].item())
+    assert torch.all(tau[1:] < tau[:-1])
+
+
+def test_grid_index_inverts_the_grid():
+    tau = shifted_timesteps(50, 5.0)
+    j = grid_index(tau, 50, 5.0)
+    assert torch.allclose(j, torch.arange(51, dtype=torch.float64), atol=1e-9)
+    assert nearest_index(0.769) == 30 and nearest_index(0.882) == 20
+    u = torch.rand(100, dtype=torch.float64)
+    assert torch.allclose(unshift_time(shift_time(u)), u, atol=1e-12)
+
+
+def test_flow_matching_identities():
+    x0, eps = torch.randn(2, 16, 3, 4, 4), torch.randn(2, 16, 3, 4, 4)
+    t = torch.tensor([0.3, 0.8])
+    x_t = add_noise(x0, eps, t)
+    assert torch.allclose(x0_from_velocity(x_t, velocity_target(x0, eps), t), x0, atol=1e-6)
+    per_frame = torch.tensor([[0.1, 0.5, 0.9], [1.0, 0.0, 0.4]])
+    x_f = add_noise(x0, eps, per_frame)
+    assert torch.allclose(x_f[1, :, 0], eps[1, :, 0]) and torch.allclose(x_f[1, :, 1], x0[1, :, 1])
+
+
+@pytest.mark.parametrize(
+    ("t", "scale"), [(0.9, 1.0), (0.882, 4.5), (0.7, 4.5), (0.556, 4.5), (0.55, 1.0), (0.1, 1.0)]
+)
+def test_sync_window_scale(t, scale):
+    assert sync_window_scale(t) == scale
+    assert sync_window_scale(torch.tensor([t])).item() == scale
+
+
+def test_sync_window_matches_grid_steps_20_to_40():
+    tau = shifted_timesteps(50, 5.0)
+    inside = [j for j in range(51) if sync_window_scale(round(tau[j].item(), 3)) == 4.5]
+    assert inside == list(range(20, 41))
