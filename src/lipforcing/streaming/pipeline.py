@@ -1,0 +1,91 @@
+"""The networks a streaming session runs: a causal student, its codec and their preset.
+
+A :class:`Pipeline` is loaded once and shared by every session (the weights are read-only at
+inference); each session owns its own KV cache, codec stream state and random generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from lipforcing.config import PresetConfig
+from lipforcing.errors import CheckpointError
+
+TRAIN_HINT = "train one with `lipforcing train recipe` (see its --help) or pass --checkpoint PATH"
+
+
+@dataclass
+class Pipeline:
+    """A block-causal student, the codec its latents belong to, and the preset of both."""
+
+    model: torch.nn.Module
+    codec: torch.nn.Module
+    preset: PresetConfig
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    checkpoint: str = "random"  # where the student came from, for reports
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: str | Path,
+        codec: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Pipeline:
+        """Load a student checkpoint and its codec (default: ``codec.safetensors`` beside it)."""
+        from lipforcing.codecs import load_codec
+        from lipforcing.models.checkpoints import load_checkpoint
+
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise CheckpointError(f"no student checkpoint at {checkpoint}; {TRAIN_HINT}")
+        codec = Path(codec) if codec is not None else checkpoint.with_name("codec.safetensors")
+        if not codec.is_file():
+            raise CheckpointError(f"no codec checkpoint at {codec}; pass --codec PATH")
+        model, preset = load_checkpoint(checkpoint)
+        if preset.model.attention != "block_causal":
+            preset = preset.with_attention("block_causal")
+            model, _ = load_checkpoint(checkpoint, preset=preset)
+        codec_net = load_codec(codec)
+        return cls._ready(model, codec_net, preset, device, dtype, str(checkpoint))
+
+    @classmethod
+    def random(cls, preset: PresetConfig, *, seed: int = 0, device: str = "cpu") -> Pipeline:
+        """Randomly initialised student + codec of ``preset`` (tests, benchmarks of speed)."""
+        from lipforcing.codecs import build_codec
+        from lipforcing.models import build_model
+
+        preset = preset.with_attention("block_causal")
+        torch.manual_seed(seed)
+        model = build_model(preset.model)
+        torch.manual_seed(seed + 1)
+        codec = build_codec(preset.codec)
+        return cls._ready(model, codec, preset, device, torch.float32, f"random(seed={seed})")
+
+    @classmethod
+    def _ready(cls, model, codec, preset, device, dtype, name) -> Pipeline:
+        device = torch.device(device)
+        model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        codec = codec.to(device=device).eval().requires_grad_(False)
+        return cls(model, codec, preset, device, dtype, name)
+
+
+def shipped_checkpoint() -> Path:
+    """The tiny student shipped in ``lipforcing/assets/tiny`` (CheckpointError if absent)."""
+    path = Path(str(resources.files("lipforcing") / "assets" / "tiny" / "student.safetensors"))
+    if not path.is_file():
+        raise CheckpointError(f"the built-in checkpoint {path} is missing; {TRAIN_HINT}")
+    return path
+
+
+def shipped_asset(name: str) -> Path | None:
+    """Path of ``lipforcing/assets/tiny/<name>`` if it is shipped, else None."""
+    path = Path(str(resources.files("lipforcing") / "assets" / "tiny" / name))
+    return path if path.is_file() else None

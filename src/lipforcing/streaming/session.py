@@ -1,0 +1,498 @@
+"""A live lip-sync stream: audio pushes in, paced frames (with the audio they play) out.
+
+:class:`StreamSession` wraps a :class:`~lipforcing.streaming.engine.ChunkEngine` with an audio
+queue, a producer thread and a paced consumer:
+
+- ``push_audio(pcm, sample_rate=16000)`` appends PCM of any size (see :mod:`.pcm`);
+  ``end_segment()`` marks the end of an utterance, whose last partial chunk is then padded
+  with silence and generated; ``clear()`` drops pending audio and unplayed speech frames (an
+  interruption); ``close()`` ends the stream after what is pending has been generated.
+- ``frames()`` / ``aframes()`` iterate :class:`Frame` objects: the full frame, its timestamp on
+  the output clock and the ``samples_per_frame`` audio samples played with it, so a player keeps
+  audio and video in sync by construction.
+
+Two modes:
+- ``realtime=False`` (offline, benchmarks): a chunk is generated only when its audio and the
+  features' right context are pending, or at a segment end. What is generated depends only on
+  the audio and the segment marks, never on how the audio was cut into pushes or on timing.
+- ``realtime=True`` (live): frames leave at the media frame rate. The producer keeps a small
+  lead of generated frames (sized from the measured chunk time); when the lead runs out it
+  generates from whatever is pending: a full chunk, a partial one padded with silence (on the
+  left when speech is starting, so the utterance stays contiguous), or an idle chunk of silent
+  audio, which gives a closed mouth while the source keeps playing (ping-pong).
+
+Stats (:class:`StreamStats`): TTFF = first audio sample pushed -> first speech frame out;
+steady output FPS; generation FPS; queue delay = a speech frame's emission minus its audio's
+arrival; late frames (paced more than one frame late); dropped frames (generated, never shown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from lipforcing.errors import UserError
+from lipforcing.streaming.engine import Chunk, ChunkEngine
+from lipforcing.streaming.pcm import Resampler, to_float32
+from lipforcing.streaming.pipeline import Pipeline
+from lipforcing.streaming.source import Source
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One output frame and the audio that plays with it."""
+
+    image: np.ndarray  # (H, W, 3) uint8 full frame
+    timestamp: float  # seconds on the output clock (emitted frames / fps)
+    audio: np.ndarray  # (samples_per_frame,) float32 at 16 kHz
+    index: int  # generation index (gaps where cleared frames were dropped)
+    speech: bool  # carries user audio (False: idle or padding)
+    crop: np.ndarray  # (S, S, 3) generated aligned crop
+    source_index: int  # source frame under it
+    arrival: float = math.nan  # perf_counter time its last user audio sample was pushed
+    segment_end: bool = False  # the last frame of an utterance closed by end_segment()
+
+
+@dataclass
+class StreamStats:
+    ttff_s: float | None = None  # first audio in -> first speech frame out, seconds
+    first_chunk_compute_s: float | None = None  # encode -> decode of the first chunk
+    frames_out: int = 0
+    speech_frames_out: int = 0
+    chunks: int = 0
+    fps: float | None = None  # emitted frames per second of wall time (steady state)
+    gen_fps: float | None = None  # frames generated per second of generation compute
+    queue_delay_mean_s: float | None = None
+    queue_delay_max_s: float | None = None
+    late_frames: int = 0
+    dropped_frames: int = 0
+    audio_pending_s: float = 0.0
+    _delays: list[float] = field(default_factory=list, repr=False)
+    _compute_s: float = field(default=0.0, repr=False)
+    _generated: int = field(default=0, repr=False)
+    _first_emit: float | None = field(default=None, repr=False)
+    _last_emit: float | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+
+class _AudioQueue:
+    """Pending samples with absolute positions, arrival times and segment marks."""
+
+    def __init__(self) -> None:
+        self.parts: deque[np.ndarray] = deque()
+        self.pushed = 0  # samples ever pushed
+        self.consumed = 0  # samples ever taken or dropped
+        self.arrivals: deque[tuple[int, float]] = deque()  # (end position, time)
+        self.marks: deque[int] = deque()  # positions where a segment ends
+
+    def __len__(self) -> int:
+        return self.pushed - self.consumed
+
+    def push(self, x: np.ndarray, now: float) -> None:
+        if len(x):
+            self.parts.append(x)
+            self.pushed += len(x)
+            self.arrivals.append((self.pushed, now))
+
+    def mark(self) -> None:
+        if len(self) and (not self.marks or self.marks[-1] < self.pushed):
+            self.marks.append(self.pushed)
+
+    def available(self) -> tuple[int, bool]:
+        """Samples before the next segment end (or all), and whether a segment end bounds it."""
+        while self.marks and self.marks[0] <= self.consumed:
+            self.marks.popleft()
+        if self.marks:
+            return self.marks[0] - self.consumed, True
+        return len(self), False
+
+    def peek(self, offset: int, count: int) -> np.ndarray:
+        out, skip = [], offset
+        for part in self.parts:
+            if skip >= len(part):
+                skip -= len(part)
+                continue
+            piece = part[skip : skip + count - sum(map(len, out))]
+            out.append(piece)
+            skip = 0
+            if sum(map(len, out)) >= count:
+                break
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def take(self, count: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """Remove ``count`` samples; also return the (end position, time) of their pushes."""
+        data = self.peek(0, count)
+        start, stop = self.consumed, self.consumed + count
+        pushes = []
+        for end, t in self.arrivals:
+            if end > start:
+                pushes.append((end, t))
+            if end >= stop:
+                break
+        self.drop(count)
+        return data, pushes
+
+    def drop(self, count: int) -> None:
+        while count > 0 and self.parts:
+            head = self.parts[0]
+            if len(head) <= count:
+                self.parts.popleft()
+                count -= len(head)
+                self.consumed += len(head)
+            else:
+                self.parts[0] = head[count:]
+                self.consumed += count
+                count = 0
+        while self.arrivals and self.arrivals[0][0] <= self.consumed:
+            self.arrivals.popleft()
+
+    def clear(self) -> None:
+        self.drop(len(self))
+        self.marks.clear()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    take: int  # user samples consumed
+    left_pad: int  # silence before them
+    lookahead: np.ndarray  # samples after them, for the features' right context
+    ends_segment: bool
+
+
+class StreamSession:
+    """One live stream of a source animated by pushed audio (see the module docstring)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        source: Source,
+        *,
+        seed: int = 0,
+        realtime: bool = False,
+        max_pending_s: float | None = None,
+        audio_margin: int | None = None,
+        min_lead_frames: int = 3,
+        preempt_idle: bool = True,
+    ) -> None:
+        self.engine = ChunkEngine(pipeline, source, seed=seed, audio_margin=audio_margin)
+        self.realtime = realtime
+        self.fps = self.engine.fps
+        self.sample_rate = self.engine.sample_rate
+        self.max_pending = None if max_pending_s is None else int(max_pending_s * self.sample_rate)
+        self.min_lead_frames = min_lead_frames
+        self.preempt_idle = preempt_idle
+        self.stats = StreamStats()
+        self._queue = _AudioQueue()
+        self._resampler = Resampler(self.sample_rate)
+        self._out: deque[Frame] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._finished = False
+        self._error: BaseException | None = None
+        self._epoch = 0  # bumped by clear(); chunks planned before it drop their speech
+        self._idle_epoch = 0  # bumped when speech preempts queued idle frames
+        self._speaking = False  # the last generated chunk ended inside an utterance
+        self._first_push: float | None = None
+        self._chunk_ema: float | None = None
+        self._thread: threading.Thread | None = None
+        self._clock: tuple[float, int] | None = None  # (t0, emitted count at t0)
+
+    # ------------------------------------------------------------------ input
+
+    def push_audio(self, pcm, sample_rate: int = 16_000) -> None:
+        """Append PCM (int16 bytes, int16 or float arrays; resampled to 16 kHz if needed)."""
+        samples = self._resampler(to_float32(pcm), int(sample_rate))
+        now = time.perf_counter()
+        with self._cv:
+            if self._closed:
+                raise UserError("the stream is closed")
+            if self.max_pending is not None and len(self._queue) + len(samples) > self.max_pending:
+                raise UserError(
+                    f"more than {self.max_pending / self.sample_rate:.0f} s of audio pending"
+                )
+            if self._first_push is None and len(samples):
+                self._first_push = now
+            if self.realtime and self.preempt_idle and not self._speaking and len(samples):
+                self._preempt_idle()
+            self._queue.push(samples, now)
+            self._cv.notify_all()
+
+    def _preempt_idle(self) -> None:
+        """Speech is starting: drop idle frames queued beyond the minimum lead (and the idle
+        chunk being generated), so the speech is not delayed behind them. The cost is a jump
+        of at most one chunk in the source video at speech onset."""
+        keep = list(self._out)
+        cut = len(keep)
+        while cut > self.min_lead_frames and not keep[cut - 1].speech:
+            cut -= 1
+        self.stats.dropped_frames += len(keep) - cut
+        self._out = deque(keep[:cut])
+        self._idle_epoch += 1
+
+    def end_segment(self) -> None:
+        """The utterance is complete: generate its last partial chunk (padded with silence)."""
+        tail = self._resampler.flush()
+        with self._cv:
+            self._queue.push(tail, time.perf_counter())
+            self._queue.mark()
+            self._cv.notify_all()
+
+    def clear(self) -> None:
+        """Interruption: drop pending audio and speech frames generated but not yet shown."""
+        self._resampler.flush()
+        with self._cv:
+            self._queue.clear()
+            self._epoch += 1
+            self._speaking = False
+            kept = deque(f for f in self._out if not f.speech)
+            self.stats.dropped_frames += len(self._out) - len(kept)
+            self._out = kept
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        """No more audio: finish after the pending audio has been generated."""
+        self.end_segment()
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def stop(self) -> None:
+        """Stop now, dropping whatever is pending (the producer thread exits)."""
+        with self._cv:
+            self._closed = True
+            self._queue.clear()
+            self._finished = True
+            self._cv.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+
+    @property
+    def pending_seconds(self) -> float:
+        return len(self._queue) / self.sample_rate
+
+    # ------------------------------------------------------------------ producer
+
+    def start(self) -> None:
+        """Start the producer thread (the iterators call this)."""
+        with self._cv:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._produce, daemon=True, name="lipsync")
+                self._thread.start()
+
+    def _produce(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    plan = self._wait_for_plan()
+                    if plan is None:
+                        self._finished = True
+                        self._cv.notify_all()
+                        return
+                    audio, speech, arrival, seg_end, epoch = self._materialise(plan)
+                    idle_epoch = self._idle_epoch
+                chunk = self.engine.step(audio, plan.lookahead, speech)
+                with self._cv:
+                    if not chunk.speech.any() and idle_epoch != self._idle_epoch:
+                        self.stats.dropped_frames += len(chunk)  # preempted by speech
+                        continue
+                    self._deliver(chunk, arrival, seg_end, epoch)
+        except BaseException as e:  # surfaced to the consumer
+            with self._cv:
+                self._error = e
+                self._finished = True
+                self._cv.notify_all()
+
+    def _wait_for_plan(self) -> _Plan | None:
+        while True:
+            if self._finished or (self._closed and not len(self._queue)):
+                return None
+            plan = self._plan()
+            if plan is not None:
+                return plan
+            self._cv.wait(timeout=0.005 if self.realtime else 0.5)
+
+    def _plan(self) -> _Plan | None:
+        eng = self.engine
+        need, look = eng.next_samples(), eng.lookahead_samples
+        avail, bounded = self._queue.available()
+        flush = bounded or self._closed
+        if self.realtime and len(self._out) > self._lead_frames():
+            return None
+        if avail >= need + look or (flush and avail):
+            take = min(avail, need)
+            ahead = self._queue.peek(take, min(look, avail - take))
+            return _Plan(take, 0, ahead, flush and take == avail)
+        if not self.realtime:
+            return None
+        if avail >= need:  # the right context has not arrived yet: read silence there
+            return _Plan(need, 0, self._queue.peek(need, avail - need), False)
+        left = 0 if self._speaking else need - avail  # speech starting: keep it contiguous
+        return _Plan(avail, left, np.zeros(0, np.float32), False)
+
+    def _lead_frames(self) -> int:
+        """Generated frames to keep queued so the next chunk is ready before they run out."""
+        chunk_s = self._chunk_ema if self._chunk_ema is not None else 0.5
+        return max(self.min_lead_frames, math.ceil(1.5 * chunk_s * self.fps) + 1)
+
+    def _materialise(self, plan: _Plan):
+        eng = self.engine
+        need, spf = eng.next_samples(), eng.spf
+        data, arrivals = self._queue.take(plan.take)
+        audio = np.zeros(need, np.float32)
+        audio[plan.left_pad : plan.left_pad + plan.take] = data
+        n = need // spf
+        speech = np.zeros(n, bool)
+        arrival = np.full(n, math.nan)
+        seg_end = -1
+        if plan.take:
+            first = plan.left_pad // spf
+            last = (plan.left_pad + plan.take - 1) // spf
+            speech[first : last + 1] = True
+            base = self._queue.consumed - plan.take - plan.left_pad  # position of audio[0]
+            for i in range(first, last + 1):
+                end_pos = base + min((i + 1) * spf, plan.left_pad + plan.take)
+                arrival[i] = next((t for e, t in arrivals if e >= end_pos), math.nan)
+            seg_end = last if plan.ends_segment else -1
+        self._speaking = bool(plan.take) and not plan.ends_segment
+        return audio, speech, arrival, seg_end, self._epoch
+
+    def _deliver(self, chunk: Chunk, arrival, seg_end: int, epoch: int) -> None:
+        st = self.stats
+        st.chunks += 1
+        st._compute_s += chunk.compute_s
+        st._generated += len(chunk)
+        st.gen_fps = st._generated / max(st._compute_s, 1e-9)
+        if st.first_chunk_compute_s is None:
+            st.first_chunk_compute_s = chunk.compute_s
+        a = 0.3
+        self._chunk_ema = (
+            chunk.compute_s
+            if self._chunk_ema is None
+            else (1 - a) * self._chunk_ema + a * chunk.compute_s
+        )
+        spf = self.engine.spf
+        for i in range(len(chunk)):
+            speech = bool(chunk.speech[i])
+            if speech and epoch != self._epoch:  # cleared while it was being generated
+                st.dropped_frames += 1
+                continue
+            self._out.append(
+                Frame(
+                    image=chunk.frames[i],
+                    timestamp=0.0,
+                    audio=chunk.audio[i * spf : (i + 1) * spf],
+                    index=chunk.start + i,
+                    speech=speech,
+                    crop=chunk.crops[i],
+                    source_index=int(chunk.source_index[i]),
+                    arrival=float(arrival[i]),
+                    segment_end=i == seg_end,
+                )
+            )
+        self._cv.notify_all()
+
+    # ------------------------------------------------------------------ output
+
+    def _pop(self, block: bool) -> Frame | None:
+        with self._cv:
+            while not self._out:
+                if self._error is not None:
+                    raise self._error
+                if self._finished or not block:
+                    return None
+                self._cv.wait(timeout=0.5)
+            frame = self._out.popleft()
+            self._cv.notify_all()
+            return frame
+
+    def _due_in(self) -> float:
+        """Seconds until the next frame is due on the paced clock (re-based when far behind)."""
+        now = time.perf_counter()
+        if self._clock is None:
+            self._clock = (now, self.stats.frames_out)
+        t0, k0 = self._clock
+        due = t0 + (self.stats.frames_out - k0) / self.fps
+        late = now - due
+        if late > 1.0 / self.fps:
+            self.stats.late_frames += 1
+        if late > 0.25:  # far behind: start a new clock rather than rushing frames out
+            self._clock = (now, self.stats.frames_out)
+            return 0.0
+        return max(0.0, -late)
+
+    def _emit(self, frame: Frame) -> Frame:
+        now = time.perf_counter()
+        st = self.stats
+        frame = _with_timestamp(frame, st.frames_out / self.fps)
+        st.frames_out += 1
+        if st._first_emit is None:
+            st._first_emit = now
+        st._last_emit = now
+        if st.frames_out > 1:
+            st.fps = (st.frames_out - 1) / max(now - st._first_emit, 1e-9)
+        if frame.speech:
+            st.speech_frames_out += 1
+            if st.ttff_s is None and self._first_push is not None:
+                st.ttff_s = now - self._first_push
+            if not math.isnan(frame.arrival):
+                d = now - frame.arrival
+                st._delays.append(d)
+                del st._delays[:-2000]
+                st.queue_delay_mean_s = float(np.mean(st._delays))
+                st.queue_delay_max_s = max(st.queue_delay_max_s or 0.0, d)
+        st.audio_pending_s = self.pending_seconds
+        return frame
+
+    def frames(self) -> Iterator[Frame]:
+        """Frames until the stream is closed and drained (paced in realtime mode)."""
+        self.start()
+        while True:
+            frame = self._pop(block=True)
+            if frame is None:
+                return
+            if self.realtime:
+                time.sleep(self._due_in())
+            yield self._emit(frame)
+
+    async def aframes(self) -> AsyncIterator[Frame]:
+        """The async twin of :meth:`frames` (never blocks the event loop)."""
+        self.start()
+        while True:
+            frame = self._pop(block=False)
+            if frame is None:
+                if self._finished and not self._out:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                await asyncio.sleep(0.004)
+                continue
+            if self.realtime:
+                await asyncio.sleep(self._due_in())
+            yield self._emit(frame)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def __aiter__(self) -> AsyncIterator[Frame]:
+        return self.aframes()
+
+    def __enter__(self) -> StreamSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _with_timestamp(frame: Frame, timestamp: float) -> Frame:
+    from dataclasses import replace
+
+    return replace(frame, timestamp=timestamp)

@@ -1,0 +1,130 @@
+"""The source a session animates: full frames, the face track, aligned crops, ping-pong order.
+
+The face is tracked once, up front, over the whole source (a still image is a one-frame video).
+Output frame ``n`` shows source frame :func:`pingpong_index` ``(n, T)``: the source plays
+forward, then backward, then forward again, so a stream that outlasts the source never jumps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lipforcing.config import MediaConfig
+from lipforcing.errors import MediaError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def pingpong_index(n: int | np.ndarray, length: int) -> int | np.ndarray:
+    """Index into a clip of ``length`` frames played forward, backward, forward, ..."""
+    if length == 1:
+        return n * 0
+    period = 2 * (length - 1)
+    r = n % period
+    return (
+        np.where(r < length, r, period - r)
+        if isinstance(r, np.ndarray)
+        else (r if r < length else period - r)
+    )
+
+
+@dataclass
+class Source:
+    """A source video conformed to the media frame rate, with its face track.
+
+    Attributes:
+        frames: full frames, (T, H, W, 3) uint8 RGB.
+        crops: aligned face crops, (T, S, S, 3) uint8.
+        transforms: frame -> crop affine transforms, (T, 2, 3).
+        fps: frame rate of ``frames`` (the media config's rate).
+        source_fps: frame rate of the file it was read from (None for an image).
+    """
+
+    frames: np.ndarray
+    crops: np.ndarray
+    transforms: np.ndarray
+    fps: float
+    source_fps: float | None = None
+    name: str = "frames"
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of a full frame."""
+        return self.frames.shape[1], self.frames.shape[2]
+
+    def indices(self, start: int, count: int) -> np.ndarray:
+        """Source frame indices of output frames [start, start + count)."""
+        return pingpong_index(np.arange(start, start + count), len(self))
+
+    @classmethod
+    def from_frames(
+        cls,
+        frames: np.ndarray,
+        cfg: MediaConfig,
+        *,
+        landmarks: np.ndarray | None = None,
+        source_fps: float | None = None,
+        name: str = "frames",
+    ) -> Source:
+        """Track the face in ``frames`` (T, H, W, 3) uint8 and cut the aligned crops.
+
+        Args:
+            landmarks: (T, 5, 2) known 5-point landmarks (SynthTalk); no detector runs.
+        """
+        from lipforcing.media.align import warp_to_crop
+        from lipforcing.media.faces import track_faces
+
+        frames = np.ascontiguousarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            raise MediaError(f"{name}: expected (T, H, W, 3) uint8 frames, got {frames.shape}")
+        track = track_faces(frames, cfg, landmarks=landmarks)
+        if not np.asarray(track.found).any():
+            raise MediaError(f"{name}: no face found in any frame")
+        crops = warp_to_crop(frames, track, cfg.crop_size)
+        transforms = np.asarray(track.transforms, dtype=np.float64)
+        return cls(frames, crops, transforms, cfg.fps, source_fps, name)
+
+    @classmethod
+    def from_file(cls, path: str | Path, cfg: MediaConfig, *, max_seconds: float = 600.0) -> Source:
+        """Read a video (conformed to ``cfg.fps``) or a still image and track its face."""
+        path = Path(path)
+        if not path.is_file():
+            raise MediaError(f"no such file: {path}")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return cls.from_frames(_read_image(path), cfg, name=path.name)
+        from lipforcing.media.io import read_video
+
+        clip = read_video(path, fps=cfg.fps)
+        if len(clip.frames) > max_seconds * cfg.fps:
+            raise MediaError(f"{path.name}: longer than {max_seconds:.0f} s; trim the source")
+        return cls.from_frames(
+            np.asarray(clip.frames), cfg, source_fps=_file_fps(path), name=path.name
+        )
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError(f"cannot read image {path}")
+    return np.ascontiguousarray(bgr[None, :, :, ::-1])
+
+
+def _file_fps(path: Path) -> float | None:
+    """The frame rate the file declares (the session itself runs at the media rate)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.base_rate
+            return float(rate) if rate else None
+    except (av.error.FFmpegError, IndexError):
+        return None
