@@ -51,8 +51,10 @@ class Pipeline:
             raise CheckpointError(f"no codec checkpoint at {codec}; pass --codec PATH")
         model, preset = load_checkpoint(checkpoint)
         if preset.model.attention != "block_causal":
-            preset = preset.with_attention("block_causal")
-            model, _ = load_checkpoint(checkpoint, preset=preset)
+            raise CheckpointError(
+                f"{checkpoint.name} is a bidirectional (teacher) model; streaming needs a causal "
+                "student checkpoint"
+            )
         codec_net = load_codec(codec)
         return cls._ready(model, codec_net, preset, device, dtype, str(checkpoint))
 

@@ -46,6 +46,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from lipforcing.errors import UserError
 from lipforcing.streaming.pipeline import Pipeline
@@ -112,9 +114,6 @@ def create_app(
     sample_audio: np.ndarray | None = None,
 ):
     """The FastAPI application (uvicorn serves it; tests drive it on loopback)."""
-    from fastapi import FastAPI, HTTPException, Request, WebSocket
-    from fastapi.responses import FileResponse, JSONResponse, Response
-
     app = FastAPI(title="lipforcing", docs_url=None, redoc_url=None)
     sources: OrderedDict[str, Source] = OrderedDict(default=default_source)
     state = {"sessions": 0}

@@ -1,0 +1,133 @@
+"""Screenshot the live page in headless Chromium while it streams the built-in speech.
+
+Starts the server on 127.0.0.1 (a random port, a random token), launches Chromium headless
+with a DevTools port, opens ``/?token=...&autostart=sample`` (the page fetches the built-in
+speech, streams it up the WebSocket at real time and draws the returned frames), waits, reads
+the page's stats and saves a PNG. Needs a ``chromium`` binary (Debian: ``apt-get install
+chromium``).
+
+    python scripts/screenshot_page.py --out page.png [--checkpoint CKPT | --random] [--wait 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="page.png")
+    ap.add_argument("--checkpoint", help="student checkpoint (default: built-in, else random)")
+    ap.add_argument("--random", action="store_true", help="random tiny weights")
+    ap.add_argument("--wait", type=float, default=6.0, help="seconds of streaming before the shot")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    args = ap.parse_args()
+
+    token = secrets.token_hex(8)
+    port = free_port()
+    start_server(args, token, port)
+    url = f"http://127.0.0.1:{port}/?token={token}&autostart=sample"
+    png, stats = asyncio.run(screenshot(args.chromium, url, args.wait))
+    Path(args.out).write_bytes(png)
+    print(f"saved {args.out}; page stats: {json.dumps(stats)}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args, token: str, port: int) -> None:
+    import uvicorn
+
+    from lipforcing.config import tiny
+    from lipforcing.streaming.builtin import builtin_sample
+    from lipforcing.streaming.pipeline import Pipeline, shipped_asset
+    from lipforcing.streaming.server import create_app
+
+    ckpt = args.checkpoint or (None if args.random else shipped_asset("student.safetensors"))
+    pipeline = Pipeline.load(ckpt) if ckpt else Pipeline.random(tiny())
+    sample = builtin_sample(pipeline.preset, seconds=8.0)
+    app = create_app(pipeline, sample.source, token=token, sample_audio=sample.audio)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    print(f"server on 127.0.0.1:{port} with {pipeline.checkpoint}")
+
+
+async def screenshot(chromium: str, url: str, wait: float) -> tuple[bytes, dict]:
+    import httpx
+    import websockets
+
+    profile = tempfile.mkdtemp(prefix="lf-chromium-")
+    proc = subprocess.Popen(
+        [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,760",
+            "--autoplay-policy=no-user-gesture-required",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = Path(profile) / "DevToolsActivePort"
+        for _ in range(300):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            await asyncio.sleep(0.1)
+        devtools = int(port_file.read_text().split()[0])
+        targets = httpx.get(f"http://127.0.0.1:{devtools}/json/list").json()
+        page = next(t for t in targets if t["type"] == "page")
+        async with websockets.connect(page["webSocketDebuggerUrl"], max_size=2**26) as cdp:
+            calls = iter(range(1, 10**6))
+
+            async def call(method: str, **params):
+                i = next(calls)
+                await cdp.send(json.dumps({"id": i, "method": method, "params": params}))
+                while True:
+                    msg = json.loads(await cdp.recv())
+                    if msg.get("id") == i:
+                        return msg.get("result", {})
+
+            await call("Page.enable")
+            await call("Page.navigate", url=url)
+            await asyncio.sleep(wait)
+            stats_js = (
+                "JSON.stringify({status: document.getElementById('status').textContent, "
+                "stats: [...document.querySelectorAll('#stats dd')].map("
+                "d => d.previousElementSibling.textContent + ': ' + d.textContent)})"
+            )
+            result = await call("Runtime.evaluate", expression=stats_js, returnByValue=True)
+            stats = json.loads(result["result"]["value"])
+            shot = await call("Page.captureScreenshot", format="png")
+            return base64.b64decode(shot["data"]), stats
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
