@@ -151,7 +151,8 @@ class ChunkEngine:
         video = self.decoder.push(x0)  # (1, 3, n, S, S)
         crops = _to_uint8(video[0])  # (n, S, S, 3)
         frames = self._paste(idx, crops)
-        self.history = np.concatenate([self.history, audio])[-len(self.history) :]
+        keep = len(self.history)
+        self.history = np.concatenate([self.history, audio])[len(audio) :] if keep else self.history
         chunk = Chunk(
             start=self.frames_done,
             frames=frames,

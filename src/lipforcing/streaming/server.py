@@ -33,9 +33,11 @@ audio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import io
 import json
+import logging
 import secrets
 import struct
 import tempfile
@@ -54,6 +56,7 @@ from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.session import Frame, StreamSession
 from lipforcing.streaming.source import Source
 
+log = logging.getLogger(__name__)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -354,8 +357,10 @@ class _Connection:
             await self.ws.send_text(json.dumps({"type": "done", "stats": _stats(session)}))
         except UserError as e:
             await _send_error(self.ws, str(e), ended=True)
-        except Exception:  # the client went away mid-send
-            return
+        except Exception as e:  # a failed generation, or the client went away mid-send
+            log.exception("session failed")
+            with contextlib.suppress(Exception):
+                await _send_error(self.ws, f"session failed: {type(e).__name__}: {e}", ended=True)
 
     async def _watchdog(self) -> None:
         lim = self.limits
