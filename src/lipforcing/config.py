@@ -74,7 +74,9 @@ class ModelConfig:
     audio_feature_dim: int = 10_752  # per-video-frame audio feature size (AudioConfig)
     audio_pack_dim: int = 32  # audio vector per latent frame after `audio_proj`
     audio_pack_frames: int = 4  # video frames packed into one latent frame (temporal stride)
-    audio_layers: int | None = None  # blocks receiving audio; None = first half
+    audio_layers: int | None = None  # blocks with audio; None = OmniAvatar's num_layers // 2 - 1
+    audio_first_layer: int = 2  # first block receiving audio (OmniAvatar: blocks 2..num_layers//2)
+    timestep_scale: float = 1000.0  # Wan embeds 1000 * t (its timesteps run 0..1000)
     attention: Literal["bidirectional", "block_causal"] = "bidirectional"  # teacher / student
     chunk_frames: int = 3  # latent frames per causal block (block_causal only)
 
@@ -83,8 +85,10 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} not divisible by num_heads {self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head dim {self.head_dim} must be even for RoPE")
-        if self.audio_layers is not None and not 0 <= self.audio_layers <= self.num_layers:
-            raise ValueError("audio_layers must lie in [0, num_layers]")
+        if self.audio_first_layer + self.num_audio_layers > self.num_layers:
+            raise ValueError("audio blocks (audio_first_layer + audio layers) exceed num_layers")
+        if self.audio_first_layer < 0 or self.num_audio_layers < 0:
+            raise ValueError("audio_first_layer and audio_layers must be >= 0")
 
     @property
     def head_dim(self) -> int:
@@ -97,7 +101,9 @@ class ModelConfig:
 
     @property
     def num_audio_layers(self) -> int:
-        return self.num_layers // 2 if self.audio_layers is None else self.audio_layers
+        if self.audio_layers is None:
+            return max(self.num_layers // 2 - 1, 0)
+        return self.audio_layers
 
     def tokens_per_frame(self, latent_hw: tuple[int, int]) -> int:
         """Tokens in one latent frame of spatial size ``latent_hw`` after patchify."""
@@ -142,8 +148,8 @@ class MediaConfig:
 
     crop_size: int = 512  # side of the canonical aligned face crop, pixels
     fps: float = 25.0  # video is conformed to this rate
-    detector: Literal["mtcnn", "synthtalk"] = "mtcnn"  # synthtalk: landmarks from metadata
-    smoothing: float = 0.6  # temporal smoothing strength of the crop transform, 0 = none
+    detector: Literal["dlib", "synthtalk"] = "dlib"  # dlib HOG + 68 points; synthtalk: npz
+    smoothing: float = 0.6  # crop-transform smoothing, Gaussian sigma of 3*smoothing frames
     mouth_top: float = 0.55  # top of the mouth mask as a fraction of the crop height
     mouth_side: float = 0.15  # left/right margin of the mouth mask, fraction of crop width
     feather: float = 0.04  # feather width of the blending mask, fraction of crop size

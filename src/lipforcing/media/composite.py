@@ -1,0 +1,105 @@
+"""Paste a generated crop back into the original frame.
+
+Design choices:
+- The crop and the feathered mouth mask are warped to the frame with the inverse of the
+  frame -> crop similarity (``cv2.warpAffine`` with ``WARP_INVERSE_MAP``); the frame is blended
+  as ``frame + alpha * (crop - frame)`` in float32, so pixels where alpha is 0 (everything
+  outside the mouth region) come back bit-exact, and no fp16 colour shift can creep in.
+- Optional colour matching (``MediaConfig.color_match``) moves the generated crop's mean and
+  standard deviation in CIE Lab, per channel, to those of the source crop on the ring of the
+  mouth region where the blend is partial (the seam), before blending.
+- Only the bounding box of the warped mask is processed, so paste-back costs little on large
+  frames.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from lipforcing.config import MediaConfig
+from lipforcing.errors import UserError
+from lipforcing.media.mask import blend_mask
+
+
+def _region(alpha_box: np.ndarray, transform: np.ndarray, frame_hw: tuple[int, int]):
+    """Integer frame box (x0, y0, x1, y1) holding the warped crop-space box ``alpha_box``."""
+    inv = cv2.invertAffineTransform(transform)
+    x0, y0, x1, y1 = alpha_box
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], float)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    h, w = frame_hw
+    lo = np.floor(pts.min(0)).astype(int) - 2
+    hi = np.ceil(pts.max(0)).astype(int) + 2
+    return max(lo[0], 0), max(lo[1], 0), min(hi[0], w), min(hi[1], h)
+
+
+def color_match(crop: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Match crop's per-channel Lab mean/std to ``reference`` where ``weight`` > 0.
+
+    Args:
+        crop, reference: (S, S, 3) float32 RGB in [0, 255].
+        weight: (S, S) float32 weights of the pixels whose statistics are compared.
+    """
+    lab_c = cv2.cvtColor(crop / 255.0, cv2.COLOR_RGB2Lab)
+    lab_r = cv2.cvtColor(reference / 255.0, cv2.COLOR_RGB2Lab)
+    w = weight[..., None] / max(float(weight.sum()), 1e-6)
+    mean_c, mean_r = (lab_c * w).sum((0, 1)), (lab_r * w).sum((0, 1))
+    std_c = np.sqrt(((lab_c - mean_c) ** 2 * w).sum((0, 1))) + 1e-3
+    std_r = np.sqrt(((lab_r - mean_r) ** 2 * w).sum((0, 1)))
+    lab = (lab_c - mean_c) * (std_r / std_c) + mean_r
+    return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB) * 255.0, 0, 255)
+
+
+def paste_back(
+    frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, cfg: MediaConfig
+) -> np.ndarray:
+    """Blend ``crop`` into ``frame`` through the inverse of ``transform``.
+
+    Args:
+        frame: (H, W, 3) uint8 original frame.
+        crop: (S, S, 3) uint8 generated aligned crop, S = ``cfg.crop_size``.
+        transform: (2, 3) frame -> crop similarity of this frame.
+
+    Returns:
+        (H, W, 3) uint8 frame, unchanged outside the warped mouth region.
+    """
+    s = cfg.crop_size
+    if crop.shape != (s, s, 3):
+        raise UserError(f"paste_back: crop must be ({s}, {s}, 3), got {crop.shape}")
+    transform = np.asarray(transform, np.float64)
+    alpha = blend_mask(cfg)
+    ys, xs = np.nonzero(alpha)
+    if not len(ys):
+        return frame.copy()
+    x0, y0, x1, y1 = _region(
+        (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), transform, frame.shape[:2]
+    )
+    out = frame.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out  # the mouth region lies outside the frame
+    shifted = transform.copy()
+    shifted[:, 2] += transform[:, :2] @ np.array([x0, y0], float)  # region -> crop
+    size = (x1 - x0, y1 - y0)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    crop_f = crop.astype(np.float32)
+    if cfg.color_match:
+        region = frame[y0:y1, x0:x1]
+        source = cv2.warpAffine(
+            region.astype(np.float32),
+            shifted,
+            (s, s),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        )
+        ring = alpha * (1.0 - alpha) * 4.0  # peaks where the blend is half
+        crop_f = color_match(crop_f, source, ring)
+    warped = cv2.warpAffine(crop_f, shifted, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(alpha, shifted, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+    base = frame[y0:y1, x0:x1].astype(np.float32)
+    blended = base + a[..., None] * (warped - base)
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
+
+
+__all__ = ["color_match", "paste_back"]

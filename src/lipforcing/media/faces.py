@@ -1,0 +1,240 @@
+"""Face detection, landmarks and the per-frame face track.
+
+Design choices:
+- Detector: dlib's HOG frontal-face detector (ships inside the dlib wheel) run on EVERY frame,
+  downscaled so its longer side is ``DETECT_SIDE`` pixels (about 70 frames/s on one core for
+  512 px frames). MTCNN from facenet-pytorch was the first choice, but its package imports
+  torchvision, which does not work here.
+- Landmarks: dlib's 68-point shape predictor (face-recognition-models) on the full-resolution
+  frame inside the detected box. The 5 alignment points are derived from it: eye centres (mean
+  of points 36-41 and 42-47), nose tip (30), mouth corners (48, 54), image-left first, the
+  order of the InsightFace template.
+- Several faces: the largest is chosen in the first frame where any face is found (or the one
+  given by index, left to right, or the one overlapping a given box most); later frames keep
+  the detection that overlaps the previous choice most, so the track stays on one person.
+- Frames with no face keep ``found = False``; their transforms are interpolated from the
+  neighbours (see :mod:`lipforcing.media.align`) so crops exist for every frame, and consumers
+  leave not-found frames untouched.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lipforcing.config import MediaConfig
+from lipforcing.errors import MediaError, UserError
+from lipforcing.media.align import transforms_from_landmarks
+
+DETECT_SIDE = 400  # px, longer side of the image the detector sees
+REACQUIRE_FRAMES = 25  # frames without the tracked face after which a new face may be chosen
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) pixels
+
+
+@dataclass
+class FaceTrack:
+    """One tracked face over a clip."""
+
+    transforms: np.ndarray  # (T, 2, 3) smoothed frame -> crop similarity
+    found: np.ndarray  # (T,) bool, a face was detected in the frame
+    landmarks: np.ndarray  # (T, 5, 2) pixel 5-point landmarks, NaN where not found
+    raw_transforms: np.ndarray  # (T, 2, 3) before temporal smoothing
+    boxes: np.ndarray = field(default=None)  # (T, 4) face boxes, NaN where not found
+    detect_seconds: float = 0.0  # wall time spent detecting and fitting landmarks
+
+    @property
+    def found_ratio(self) -> float:
+        return float(np.mean(self.found)) if len(self.found) else 0.0
+
+
+def _model_path(name: str) -> str:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("face detection needs the face-recognition-models package (pip install)")
+    path = Path(spec.submodule_search_locations[0]) / "models" / name
+    if not path.is_file():
+        raise UserError(f"face-recognition-models is missing {name}")
+    return str(path)
+
+
+@functools.cache
+def _dlib():
+    import dlib
+
+    predictor = dlib.shape_predictor(_model_path("shape_predictor_68_face_landmarks.dat"))
+    return dlib, dlib.get_frontal_face_detector(), predictor
+
+
+def detect_boxes(frame: np.ndarray, detect_side: int = DETECT_SIDE) -> np.ndarray:
+    """Face boxes (N, 4) as (x0, y0, x1, y1) in frame pixels, largest first."""
+    _, detector, _ = _dlib()
+    scale = min(1.0, detect_side / max(frame.shape[:2]))
+    small = (
+        frame
+        if scale == 1.0
+        else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
+    rects = detector(np.ascontiguousarray(small), 0)
+    boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], float)
+    boxes = boxes.reshape(-1, 4) / scale
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[np.argsort(-area)]
+
+
+def dense_landmarks(frame: np.ndarray, box: Box) -> np.ndarray:
+    """dlib's 68 landmarks (68, 2) of the face in ``box``."""
+    dlib, _, predictor = _dlib()
+    rect = dlib.rectangle(*(int(round(v)) for v in box))
+    shape = predictor(np.ascontiguousarray(frame), rect)
+    return np.array([[p.x, p.y] for p in shape.parts()], float)
+
+
+def five_from_68(points: np.ndarray) -> np.ndarray:
+    """(..., 68, 2) -> (..., 5, 2): eye centres, nose tip, mouth corners."""
+    return np.stack(
+        [
+            points[..., 36:42, :].mean(-2),
+            points[..., 42:48, :].mean(-2),
+            points[..., 30, :],
+            points[..., 48, :],
+            points[..., 54, :],
+        ],
+        -2,
+    )
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a (N, 4) with one box b (4,)."""
+    x0, y0 = np.maximum(a[:, 0], b[0]), np.maximum(a[:, 1], b[1])
+    x1, y1 = np.minimum(a[:, 2], b[2]), np.minimum(a[:, 3], b[3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter + 1e-9)
+
+
+def _choose(boxes: np.ndarray, previous: np.ndarray | None, face: int | Box | None) -> int | None:
+    if not len(boxes):
+        return None
+    if previous is not None:
+        return int(np.argmax(_iou(boxes, previous)))
+    if face is None:
+        return 0  # largest
+    if isinstance(face, int):
+        order = np.argsort(boxes[:, 0])  # left to right
+        return int(order[face]) if face < len(boxes) else None
+    return int(np.argmax(_iou(boxes, np.asarray(face, float))))
+
+
+def detect_landmarks(
+    frames: np.ndarray, face: int | Box | None = None, detect_side: int = DETECT_SIDE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,))."""
+    t = len(frames)
+    points = np.full((t, 68, 2), np.nan)
+    boxes = np.full((t, 4), np.nan)
+    previous, last = None, -1
+    for i, frame in enumerate(frames):
+        if i - last > REACQUIRE_FRAMES:
+            previous = None  # lost for long: pick a face afresh
+        candidates = detect_boxes(frame, detect_side)
+        k = _choose(candidates, previous, face)
+        if k is None or (previous is not None and _iou(candidates[k : k + 1], previous)[0] == 0):
+            continue  # no face, or only other people's faces
+        boxes[i] = previous = candidates[k]
+        last = i
+        points[i] = dense_landmarks(frame, candidates[k])
+    return points, boxes, np.isfinite(boxes[:, 0])
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise UserError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    return frames
+
+
+def track_faces(
+    frames: np.ndarray,
+    cfg: MediaConfig,
+    landmarks: np.ndarray | None = None,
+    *,
+    face: int | Box | None = None,
+) -> FaceTrack:
+    """Track one face and compute the smoothed frame -> crop transforms.
+
+    Args:
+        frames: (T, H, W, 3) uint8 RGB.
+        cfg: crop size and smoothing strength.
+        landmarks: known (T, 5, 2) points (SynthTalk ``landmarks5``); no detector runs and
+            frames with non-finite points count as not found.
+        face: which face when several are present: None = largest, an int = index left to
+            right, or an (x0, y0, x1, y1) box = the detection overlapping it most.
+
+    Returns:
+        :class:`FaceTrack`; ``found`` is all False when no face is seen (no error here).
+    """
+    frames = _check_frames(frames)
+    start = time.perf_counter()
+    boxes = None
+    if landmarks is None and cfg.detector == "synthtalk":
+        raise UserError("detector 'synthtalk' needs the clip's landmarks5 (its .npz)")
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, np.float64)
+        if landmarks.shape != (len(frames), 5, 2):
+            raise UserError(f"landmarks must be ({len(frames)}, 5, 2), got {landmarks.shape}")
+        found = np.isfinite(landmarks).all(axis=(1, 2))
+    else:
+        points, boxes, found = detect_landmarks(frames, face)
+        landmarks = five_from_68(points)
+    raw, smooth = transforms_from_landmarks(landmarks, found, cfg.crop_size, cfg.smoothing)
+    if not found.any():
+        raw = smooth = _centre_crop(frames.shape[1:3], cfg.crop_size, len(frames))
+    return FaceTrack(
+        transforms=smooth,
+        found=found,
+        landmarks=np.where(found[:, None, None], landmarks, np.nan),
+        raw_transforms=raw,
+        boxes=boxes if boxes is not None else np.full((len(frames), 4), np.nan),
+        detect_seconds=time.perf_counter() - start,
+    )
+
+
+def _centre_crop(hw: tuple[int, int], crop_size: int, t: int) -> np.ndarray:
+    """The centred square crop: the fallback transform when there is no face at all."""
+    h, w = hw
+    s = crop_size / min(h, w)
+    m = np.array([[s, 0, crop_size / 2 - s * w / 2], [0, s, crop_size / 2 - s * h / 2]])
+    return np.repeat(m[None], t, 0)
+
+
+def mouth_landmarks(frames: np.ndarray, face: int | Box | None = None) -> np.ndarray:
+    """The 20 mouth points of dlib's 68 (indices 48-67) per frame: (T, 20, 2), NaN if no face.
+
+    Used by the evaluation's landmark distance (LMD).
+    """
+    points, _, _ = detect_landmarks(_check_frames(frames), face)
+    return points[:, 48:68]
+
+
+def require_face(track: FaceTrack, name: str) -> None:
+    """Raise a one-line MediaError when the track never saw a face."""
+    if not track.found.any():
+        raise MediaError(f"{name}: no face found in any frame")
+
+
+__all__ = [
+    "FaceTrack",
+    "dense_landmarks",
+    "detect_boxes",
+    "detect_landmarks",
+    "five_from_68",
+    "mouth_landmarks",
+    "require_face",
+    "track_faces",
+]
