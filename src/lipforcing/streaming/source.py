@@ -78,14 +78,13 @@ class Source:
             landmarks: (T, 5, 2) known 5-point landmarks (SynthTalk); no detector runs.
         """
         from lipforcing.media.align import warp_to_crop
-        from lipforcing.media.faces import track_faces
+        from lipforcing.media.faces import require_face, track_faces
 
         frames = np.ascontiguousarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
             raise MediaError(f"{name}: expected (T, H, W, 3) uint8 frames, got {frames.shape}")
         track = track_faces(frames, cfg, landmarks=landmarks)
-        if not np.asarray(track.found).any():
-            raise MediaError(f"{name}: no face found in any frame")
+        require_face(track, name)
         crops = warp_to_crop(frames, track, cfg.crop_size)
         transforms = np.asarray(track.transforms, dtype=np.float64)
         return cls(frames, crops, transforms, cfg.fps, source_fps, name)
@@ -100,12 +99,12 @@ class Source:
             return cls.from_frames(_read_image(path), cfg, name=path.name)
         from lipforcing.media.io import read_video
 
-        clip = read_video(path, fps=cfg.fps)
-        if len(clip.frames) > max_seconds * cfg.fps:
+        fps = _file_fps(path)
+        limit = int(max_seconds * (fps or 60.0)) + 1  # decode no more than this (hostile files)
+        clip = read_video(path, fps=cfg.fps, max_frames=limit)
+        if len(clip.frames) >= int(max_seconds * cfg.fps):  # the decode hit the cap
             raise MediaError(f"{path.name}: longer than {max_seconds:.0f} s; trim the source")
-        return cls.from_frames(
-            np.asarray(clip.frames), cfg, source_fps=_file_fps(path), name=path.name
-        )
+        return cls.from_frames(np.asarray(clip.frames), cfg, source_fps=fps, name=path.name)
 
 
 def _read_image(path: Path) -> np.ndarray:
