@@ -79,6 +79,7 @@ class ModelConfig:
     timestep_scale: float = 1000.0  # Wan embeds 1000 * t (its timesteps run 0..1000)
     attention: Literal["bidirectional", "block_causal"] = "bidirectional"  # teacher / student
     chunk_frames: int = 3  # latent frames per causal block (block_causal only)
+    mask_window: tuple[int, int] | None = None  # (sink, window) frames: mask keys like the cache
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:

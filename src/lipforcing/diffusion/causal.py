@@ -1,0 +1,133 @@
+"""The causal generation core shared by the streaming engine and the Self-Forcing rollout.
+
+Per chunk (spec section 6, J_LF = (0, 30), no CFG):
+
+1. x ~ N(0, I) at tau_{j_0}; x0_hat = x_t - t * G(x, tau_{j_0}, cache, c) (reads the cache).
+2. Re-noise with fresh noise to the next grid index and predict x0 again (reads the cache).
+3. Run G once on the clean x0_hat at t = 0 with ``update_cache=True``: this writes the chunk's
+   keys/values into the cache, after which the oldest window frames are evicted.
+
+The maths of steps 1-2 is :func:`lipforcing.diffusion.samplers.few_step_sample`'s: x0
+prediction, then ``add_noise`` with CPU-generated noise, so results match across devices.
+
+Self Forcing (``grad_call``): only the call with that index runs with autograd, and the chunk's
+output is *that* call's x0 prediction (later calls could not carry its gradient, so they are
+skipped, as in Self-Forcing's exit step); every other call and the cache write run under
+``no_grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lipforcing.config import CausalConfig
+from lipforcing.diffusion.samplers import cpu_noise
+from lipforcing.diffusion.schedules import add_noise, shifted_timesteps, x0_from_velocity
+from lipforcing.models.conditioning import LipSyncCond
+from lipforcing.models.kv_cache import KVCache
+
+
+def _time(t: float, x: Tensor) -> Tensor:
+    return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+
+
+def generate_chunk(
+    model: nn.Module,
+    cache: KVCache,
+    noise: Tensor,
+    cond_chunk: LipSyncCond,
+    steps: Sequence[int] = (0, 30),
+    num_steps: int = 50,
+    shift: float = 5.0,
+    generator: torch.Generator | None = None,
+    grad_call: int | None = None,
+) -> Tensor:
+    """Denoise one chunk against the cache, then write its clean keys/values.
+
+    Args:
+        model: causal DiT, ``model(x_t, t, cond, cache, update_cache=...) -> velocity``.
+        cache: the stream's KV cache (read by the denoising calls, written by the last call).
+        noise: initial state at tau_{steps[0]}, (B, C, chunk, h, w).
+        cond_chunk: conditions of the chunk's frames.
+        steps: grid indices of the denoising calls.
+        num_steps, shift: the shifted grid.
+        generator: CPU generator of the re-noising noise.
+        grad_call: index into ``steps`` of the one call run with autograd (None: none).
+
+    Returns:
+        x0 prediction of the chunk, (B, C, chunk, h, w).
+    """
+    taus = shifted_timesteps(num_steps, shift).tolist()
+    last = len(steps) - 1 if grad_call is None else grad_call
+    x, x0 = noise, noise
+    for k, j in enumerate(steps[: last + 1]):
+        with torch.set_grad_enabled(k == grad_call and torch.is_grad_enabled()):
+            v = model(x, _time(taus[j], x), cond_chunk, cache)
+            x0 = x0_from_velocity(x, v, taus[j])
+        if k < last:
+            eps = cpu_noise(x.shape, generator, x)
+            x = add_noise(x0.detach(), eps, taus[steps[k + 1]])
+    with torch.no_grad():
+        model(x0.detach(), _time(0.0, x0), cond_chunk, cache, update_cache=True)
+    return x0
+
+
+def rollout(
+    model: nn.Module,
+    cond: LipSyncCond,
+    num_chunks: int,
+    causal_cfg: CausalConfig,
+    generator: torch.Generator | None = None,
+    *,
+    noise: Tensor | None = None,
+    num_steps: int = 50,
+    shift: float = 5.0,
+    grad_call: int | None = None,
+) -> Tensor:
+    """Generate ``num_chunks`` chunks in order with a fresh cache.
+
+    Args:
+        model: causal DiT with a ``cfg`` (:class:`ModelConfig`) attribute.
+        cond: conditions of all ``num_chunks * chunk_frames`` latent frames.
+        num_chunks: chunks to generate.
+        causal_cfg: chunk size, sink, window and the student's grid indices.
+        generator: CPU generator for the initial and the re-noising noise.
+        noise: optional initial noise for all frames (B, C, F, h, w) instead of ``generator``.
+        grad_call: see :func:`generate_chunk`; applies to every chunk.
+
+    Returns:
+        The generated clean latents, (B, C, num_chunks * chunk_frames, h, w).
+    """
+    n = causal_cfg.chunk_frames
+    if cond.num_frames < num_chunks * n:
+        raise ValueError(
+            f"cond has {cond.num_frames} frames; {num_chunks} chunks need {num_chunks * n}"
+        )
+    like = cond.masked
+    param = next(model.parameters())
+    b, h, w = like.shape[0], like.shape[-2], like.shape[-1]
+    cache = KVCache.allocate(
+        model.cfg, b, (h, w), causal_cfg, device=param.device, dtype=param.dtype
+    )
+    shape = (b, model.cfg.latent_channels, n, h, w)
+    out = []
+    for c in range(num_chunks):
+        frames = slice(c * n, (c + 1) * n)
+        eps = noise[:, :, frames] if noise is not None else cpu_noise(shape, generator, like)
+        out.append(
+            generate_chunk(
+                model,
+                cache,
+                eps,
+                cond.frames(frames.start, frames.stop),
+                causal_cfg.student_steps,
+                num_steps,
+                shift,
+                generator,
+                grad_call,
+            )
+        )
+    return torch.cat(out, dim=2)

@@ -1,0 +1,172 @@
+"""Wan 2.1 DiT blocks: self-attention, text cross-attention, FFN, adaLN modulation, output head.
+
+Parameter names and shapes follow Wan 2.1 (``wan/modules/model.py``) so official checkpoints
+load by name: ``norm1``/``norm2`` are LayerNorms without affine, ``norm3`` is an affine
+LayerNorm before cross-attention (``cross_attn_norm``), attention has ``q, k, v, o`` Linears and
+RMSNorms ``norm_q, norm_k`` over the full width, ``ffn.0``/``ffn.2`` with a tanh-GELU between,
+``modulation`` (1, 6, dim) added to the projected time embedding and split into
+(shift, scale, gate) for attention and (shift, scale, gate) for the FFN.
+
+Design choices:
+- Modulation is per latent frame, ``e`` of shape (B, F, 6, dim), so Diffusion Forcing can give
+  each frame its own timestep (as Self-Forcing's causal Wan does). A per-sample ``t`` is the
+  special case of equal rows.
+- The residual stream is float32 (as in Wan, whose residual additions run in fp32); norms,
+  modulation and gates are computed in float32 and cast to the weights' dtype before Linears.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lipforcing.models.attention import BlockCausal, attention
+from lipforcing.models.kv_cache import KVCache
+from lipforcing.models.rope import Rotary, apply_rope
+
+
+@dataclass
+class AttentionPlan:
+    """What every block's self-attention needs for one forward pass."""
+
+    rope_q: Rotary  # rotation of the queries (the input tokens)
+    rope_k: Rotary  # rotation of the keys (cached entries, then the input tokens)
+    mask: BlockCausal | None  # None: full attention over the keys
+    cache: KVCache | None  # the student's cache, or None for a whole-sequence pass
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation in float32 with a learned gain (Wan's ``WanRMSNorm``)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * self.weight.float()).to(x.dtype)
+
+
+def layer_norm(x: Tensor, eps: float, norm: nn.Module | None = None) -> Tensor:
+    """float32 LayerNorm; affine when ``norm`` is an ``nn.LayerNorm`` with weights."""
+    w = b = None
+    if isinstance(norm, nn.LayerNorm) and norm.weight is not None:
+        w, b = norm.weight.float(), norm.bias.float()
+    return F.layer_norm(x.float(), (x.shape[-1],), w, b, eps)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """x * (1 + scale) + shift with per-frame (B, F, dim) shift/scale over (B, F * S, dim)."""
+    b, f = shift.shape[:2]
+    xv = x.view(b, f, -1, x.shape[-1])
+    return (xv * (1 + scale[:, :, None]) + shift[:, :, None]).view_as(x)
+
+
+def gated_residual(x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """x + gate * y in float32, gate per frame (B, F, dim)."""
+    b, f = gate.shape[:2]
+    yv = y.float().view(b, f, -1, y.shape[-1])
+    return x + (yv * gate[:, :, None]).view_as(x)
+
+
+class SelfAttention(nn.Module):
+    """Self-attention with QK RMSNorm and 3-D RoPE; reads/writes the KV cache when given."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.v, self.o = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, plan: AttentionPlan, layer: int) -> Tensor:
+        """(B, L, dim) -> (B, L, dim)."""
+        q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # (B, L, H, d)
+        k = self.norm_k(self.k(x)).unflatten(2, (self.num_heads, -1))
+        v = self.v(x).unflatten(2, (self.num_heads, -1))
+        if plan.cache is not None:  # prepend the cached (unrotated) keys and values
+            k, v = plan.cache.view(layer, k, v)
+        out = attention(apply_rope(q, plan.rope_q), apply_rope(k, plan.rope_k), v, plan.mask)
+        return self.o(out.flatten(2))
+
+
+class CrossAttention(nn.Module):
+    """Attention from the video tokens to the (projected) text context."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.v, self.o = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """x (B, L, dim), context (B, Lc, dim) -> (B, L, dim)."""
+        q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))
+        k = self.norm_k(self.k(context)).unflatten(2, (self.num_heads, -1))
+        v = self.v(context).unflatten(2, (self.num_heads, -1))
+        return self.o(attention(q, k, v).flatten(2))
+
+
+class DiTBlock(nn.Module):
+    """One Wan 2.1 block: modulated self-attention, cross-attention, modulated FFN."""
+
+    def __init__(
+        self,
+        dim: int,
+        ffn_dim: int,
+        num_heads: int,
+        qk_norm: bool = True,
+        cross_attn_norm: bool = True,
+        eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.eps = eps
+        self.self_attn = SelfAttention(dim, num_heads, qk_norm, eps)
+        self.norm3 = nn.LayerNorm(dim, eps=eps) if cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(dim, num_heads, qk_norm, eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim)
+        )
+        self.modulation = nn.Parameter(torch.empty(1, 6, dim))
+
+    def forward(
+        self, x: Tensor, e: Tensor, context: Tensor, plan: AttentionPlan, layer: int
+    ) -> Tensor:
+        """x (B, F * S, dim) float32, e (B, F, 6, dim) float32, context (B, Lc, dim)."""
+        dtype = self.ffn[0].weight.dtype
+        mod = (self.modulation.float()[:, None] + e).unbind(2)  # 6 x (B, F, dim)
+        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = mod
+        h = modulate(layer_norm(x, self.eps), shift_sa, scale_sa).to(dtype)
+        x = gated_residual(x, self.self_attn(h, plan, layer), gate_sa)
+        if isinstance(self.norm3, nn.LayerNorm):
+            h = layer_norm(x, self.eps, self.norm3)
+        else:
+            h = x
+        x = x + self.cross_attn(h.to(dtype), context).float()
+        h = modulate(layer_norm(x, self.eps), shift_ff, scale_ff).to(dtype)
+        return gated_residual(x, self.ffn(h), gate_ff)
+
+
+class Head(nn.Module):
+    """Output head: modulated LayerNorm (no affine) and a Linear to patch values."""
+
+    def __init__(self, dim: int, out_dim: int, patch_size: tuple[int, int, int], eps: float):
+        super().__init__()
+        self.eps = eps
+        self.head = nn.Linear(dim, out_dim * math.prod(patch_size))
+        self.modulation = nn.Parameter(torch.empty(1, 2, dim))
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        """x (B, F * S, dim) float32, e (B, F, dim) float32 -> (B, F * S, out * prod(patch))."""
+        shift, scale = (self.modulation.float()[:, None] + e[:, :, None]).unbind(2)
+        h = modulate(layer_norm(x, self.eps), shift, scale)
+        return self.head(h.to(self.head.weight.dtype))

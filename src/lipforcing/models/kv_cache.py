@@ -1,0 +1,141 @@
+"""The student's KV cache: an attention sink plus a rolling window, over preallocated tensors.
+
+Layout: one key and one value tensor for all layers, (layers, B, slots * tokens, H, d), where a
+slot holds one latent frame. Slots [0, sink) hold the first latent frames of the stream forever
+(the attention sink, spec section 6); the slots after them hold the most recent frames in order.
+
+Design choices:
+- Keys are stored *without* RoPE. At attention time every entry is rotated by its slot index:
+  sink at 0, window after it, the chunk being generated in the slots that follow. While nothing
+  has been evicted, slot indices equal absolute frame indices, so cached generation equals one
+  block-causal forward over the whole sequence; afterwards positions stay in [0, sink + window),
+  the range seen in training, however long the stream runs.
+- The window counts the chunk being generated: with window 6 and chunks of 3, a chunk attends
+  to the sink, the 3 frames before it and itself. After each write the oldest non-sink frames
+  are evicted so that ``window - chunk`` of them remain, leaving room for the next chunk.
+- Denoising calls *read*: :meth:`view` places the chunk's keys in the free slots (scratch) or,
+  when they carry autograd history, concatenates instead, so the committed state is unchanged
+  and no graph tensor is modified in place. Only :meth:`append` commits frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lipforcing.config import CausalConfig, ModelConfig
+
+
+class KVCache:
+    """Sink + rolling-window key/value store for every layer of a causal DiT."""
+
+    def __init__(
+        self,
+        k: Tensor,
+        v: Tensor,
+        tokens_per_frame: int,
+        sink_frames: int,
+        window_frames: int,
+        chunk_frames: int,
+    ) -> None:
+        self.k, self.v = k, v  # (layers, B, slots * tokens, H, d)
+        self.tokens_per_frame = tokens_per_frame
+        self.sink_frames = sink_frames
+        self.window_frames = window_frames
+        self.chunk_frames = chunk_frames
+        self.reset()
+
+    @classmethod
+    def allocate(
+        cls,
+        cfg: ModelConfig,
+        batch: int,
+        latent_hw: tuple[int, int],
+        causal_cfg: CausalConfig,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> KVCache:
+        """Preallocate (sink + window) frames of keys and values for every layer."""
+        tokens = cfg.tokens_per_frame(latent_hw)
+        shape = (cfg.num_layers, batch, causal_cfg.cache_frames * tokens, cfg.num_heads)
+        k = torch.zeros(*shape, cfg.head_dim, device=device, dtype=dtype)
+        return cls(
+            k,
+            torch.zeros_like(k),
+            tokens,
+            causal_cfg.sink_frames,
+            causal_cfg.window_frames,
+            causal_cfg.chunk_frames,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def capacity_frames(self) -> int:
+        return self.k.shape[2] // self.tokens_per_frame
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+    def reset(self) -> None:
+        """Empty the cache for a new stream (the tensors are kept)."""
+        self.frames = 0  # committed frames held
+        self.total_frames = 0  # frames ever appended
+        self._staged = 0  # frames of the last chunk placed in the free slots
+
+    def positions(self, num_new: int) -> tuple[Tensor, Tensor]:
+        """Frame positions (query (n,), key (frames + n,)) for a chunk of ``num_new`` frames."""
+        k_pos = torch.arange(self.frames + num_new, device=self.k.device)
+        return k_pos[self.frames :], k_pos
+
+    # ------------------------------------------------------------------ per layer
+
+    def view(self, layer: int, k_new: Tensor, v_new: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of the committed frames followed by the new chunk's.
+
+        Args:
+            layer: block index.
+            k_new, v_new: the chunk's keys (without RoPE) and values, (B, n * tokens, H, d).
+
+        Returns:
+            (B, (frames + n) * tokens, H, d) keys and values.
+        """
+        n_tok = k_new.shape[1]
+        if n_tok % self.tokens_per_frame or n_tok // self.tokens_per_frame > self.chunk_frames:
+            raise ValueError(f"{n_tok} tokens is not a chunk of <= {self.chunk_frames} frames")
+        start = self.frames * self.tokens_per_frame
+        if k_new.requires_grad or v_new.requires_grad:  # keep the graph out of the buffer
+            k = torch.cat([self.k[layer, :, :start], k_new.to(self.k.dtype)], dim=1)
+            v = torch.cat([self.v[layer, :, :start], v_new.to(self.v.dtype)], dim=1)
+            return k, v
+        self.k[layer, :, start : start + n_tok] = k_new
+        self.v[layer, :, start : start + n_tok] = v_new
+        if layer == 0:
+            self._staged = 0
+        self._staged = max(self._staged, n_tok // self.tokens_per_frame)
+        return self.k[layer, :, : start + n_tok], self.v[layer, :, : start + n_tok]
+
+    # ------------------------------------------------------------------ commit
+
+    def append(self, num_frames: int) -> None:
+        """Commit the ``num_frames`` frames the last :meth:`view` calls placed in free slots."""
+        if num_frames != self._staged:
+            raise RuntimeError("append() must follow a no-grad forward over the same chunk")
+        self.frames += num_frames
+        self.total_frames += num_frames
+        self._staged = 0
+
+    def evict(self) -> None:
+        """Drop the oldest non-sink frames beyond ``window - chunk`` (shift the rest left)."""
+        keep = self.window_frames - self.chunk_frames
+        sink = min(self.sink_frames, self.frames)
+        extra = self.frames - sink - keep
+        if extra <= 0:
+            return
+        s = self.tokens_per_frame
+        dst, src, n = sink * s, (sink + extra) * s, keep * s
+        self.k[:, :, dst : dst + n] = self.k[:, :, src : src + n].clone()
+        self.v[:, :, dst : dst + n] = self.v[:, :, src : src + n].clone()
+        self.frames = sink + keep
