@@ -174,7 +174,8 @@ class ChunkEngine:
             k = min(len(lookahead), len(right))
             right[:k] = lookahead[:k]
         window = np.concatenate([self.history, audio, right])
-        feats = audio_features(window, self.pipeline.preset.audio, n + 2 * m)  # (n + 2m, A)
+        cfg = self.pipeline.preset.audio
+        feats = audio_features(window, cfg, n + 2 * m, wav2vec2=self.pipeline.wav2vec2)
         feats = np.asarray(feats, np.float32)[m : m + n]
         return torch.from_numpy(feats)[None].to(self.pipeline.device, self.pipeline.dtype)
 
@@ -210,6 +211,8 @@ class ChunkEngine:
             noise,
             cond,
             p.causal.student_steps,
+            p.schedule.num_steps,
+            p.schedule.shift,
             generator=self.generator,
         )
 

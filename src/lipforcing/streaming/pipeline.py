@@ -29,6 +29,7 @@ class Pipeline:
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     checkpoint: str = "random"  # where the student came from, for reports
+    wav2vec2: object | None = None  # media.audio.Wav2Vec2Features for presets with wav2vec2 audio
 
     @classmethod
     def load(
@@ -38,8 +39,12 @@ class Pipeline:
         *,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
+        wav2vec2: str | Path | None = None,
     ) -> Pipeline:
-        """Load a student checkpoint and its codec (default: ``codec.safetensors`` beside it)."""
+        """Load a student checkpoint and its codec (default: ``codec.safetensors`` beside it).
+
+        ``wav2vec2`` is a local wav2vec2 model directory, needed by presets with wav2vec2 audio.
+        """
         from lipforcing.codecs import load_codec
         from lipforcing.models.checkpoints import load_checkpoint
 
@@ -56,7 +61,14 @@ class Pipeline:
                 "student checkpoint"
             )
         codec_net = load_codec(codec)
-        return cls._ready(model, codec_net, preset, device, dtype, str(checkpoint))
+        pipe = cls._ready(model, codec_net, preset, device, dtype, str(checkpoint))
+        if preset.audio.kind == "wav2vec2":
+            if wav2vec2 is None:
+                raise CheckpointError(f"{checkpoint.name} uses wav2vec2 audio: pass --wav2vec2 DIR")
+            from lipforcing.media.audio import Wav2Vec2Features
+
+            pipe.wav2vec2 = Wav2Vec2Features(wav2vec2, device=device)
+        return pipe
 
     @classmethod
     def random(cls, preset: PresetConfig, *, seed: int = 0, device: str = "cpu") -> Pipeline:
