@@ -38,6 +38,7 @@ class VideoClip:
     timestamps: np.ndarray  # (T,) float64 seconds, first frame at 0
     audio: np.ndarray | None  # (N,) float32 mono, or None without a usable audio stream
     sample_rate: int = SAMPLE_RATE  # Hz of ``audio``
+    source_index: np.ndarray | None = None  # (T,) decoded frame shown by each frame (conform)
 
     @property
     def duration(self) -> float:
@@ -118,7 +119,11 @@ def conform(clip: VideoClip, fps: float) -> VideoClip:
     target = np.arange(count) / fps
     idx = np.searchsorted(ts, target + 1e-6, side="right") - 1
     idx = np.clip(idx, 0, len(ts) - 1)
-    return VideoClip(clip.frames[idx], float(fps), target, clip.audio, clip.sample_rate)
+    if clip.source_index is not None:
+        idx_src = clip.source_index[idx]
+    else:
+        idx_src = idx
+    return VideoClip(clip.frames[idx], float(fps), target, clip.audio, clip.sample_rate, idx_src)
 
 
 def _read_audio_stream(path: str | Path, sample_rate: int, video_start: float) -> np.ndarray | None:

@@ -1,0 +1,52 @@
+"""Turn talking-face videos (files or folders; SynthTalk folders use their .npz landmarks) into
+training/evaluation shards: aligned crops, mouth mask, transforms, audio features, raw audio."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders")
+    parser.add_argument("--out", required=True, help="output folder of shards")
+    parser.add_argument("--preset", default="tiny", help="preset fixing crop size and features")
+    parser.add_argument("--fps", type=float, help="conform video to this rate (preset default)")
+    parser.add_argument("--max-frames", type=int, help="use at most this many frames per video")
+    parser.add_argument("--wav2vec2", help="local wav2vec2 model folder (wav2vec2 presets)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    from lipforcing.config import get_preset
+    from lipforcing.data.preprocess import preprocess
+    from lipforcing.errors import UserError
+    from lipforcing.media.audio import Wav2Vec2Features
+
+    try:
+        preset = get_preset(args.preset)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.fps is not None:
+        if args.fps <= 0:
+            raise UserError(f"--fps must be positive, got {args.fps}")
+        media = dataclasses.replace(preset.media, fps=args.fps)
+        audio = dataclasses.replace(preset.audio, fps=args.fps)
+        preset = dataclasses.replace(preset, media=media, audio=audio)
+    w2v = None
+    if preset.audio.kind == "wav2vec2":
+        if not args.wav2vec2:
+            raise UserError(f"preset {preset.name} uses wav2vec2 features: pass --wav2vec2 DIR")
+        w2v = Wav2Vec2Features(args.wav2vec2)
+    report = preprocess(args.inputs, args.out, preset, max_frames=args.max_frames, wav2vec2=w2v)
+    for path, reason in report.failed.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(
+        f"{len(report.done)} written, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed -> {Path(args.out) / 'report.json'}"
+    )
+    if not report.done and not report.skipped:
+        raise UserError(f"no usable video among the inputs (see {Path(args.out) / 'report.json'})")
+    return 0

@@ -1,0 +1,217 @@
+"""Turn videos into training/evaluation shards, one folder per video.
+
+Shard layout (``OUT/<name>/``, written to ``OUT/.<name>.tmp`` and renamed when complete, so a
+folder with ``meta.json`` is always whole and a rerun skips it):
+
+==================  ==========================  ==============================================
+file                shape / dtype               content
+==================  ==========================  ==============================================
+crops.npy           (T, S, S, 3) uint8          aligned face crops (RGB)
+transforms.npy      (T, 2, 3) float64           smoothed frame -> crop similarity per frame
+found.npy           (T,) bool                   a face was detected in the frame
+landmarks.npy       (T, 5, 2) float64           5-point landmarks in frame pixels (NaN: none)
+mask.npy            (S, S) float32              mouth mask in crop coordinates (1 = generate)
+audio_features.npy  (T, A) float32              per-frame features of the preset's AudioConfig
+audio.npy           (N,) float32                16 kHz mono soundtrack, N ~ T * 16000 / fps
+meta.json                                       source path, fps, size, frames, found ratio...
+==================  ==========================  ==============================================
+
+Inputs: video files or folders of them. Audio comes from a ``.wav`` beside the video when one
+exists (SynthTalk, clips-256), else from the video's own audio stream. A ``.npz`` beside the
+video with ``landmarks5`` (SynthTalk) replaces the face detector. Files that fail are listed in
+``OUT/report.json`` with a one-line reason; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lipforcing.config import PresetConfig
+from lipforcing.errors import MediaError, UserError
+from lipforcing.media.align import warp_to_crop
+from lipforcing.media.audio import Wav2Vec2Features, audio_features
+from lipforcing.media.faces import track_faces
+from lipforcing.media.io import read_audio, read_video
+from lipforcing.media.mask import mouth_mask
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+MIN_FOUND_RATIO = 0.5  # a clip where the face is seen in fewer frames is rejected
+
+
+@dataclass
+class Report:
+    """What a preprocessing batch did."""
+
+    done: list[str] = field(default_factory=list)  # shards written now
+    skipped: list[str] = field(default_factory=list)  # shards already complete
+    failed: dict[str, str] = field(default_factory=dict)  # input path -> reason
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+def collect_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Expand folders into their video files (sorted); files and missing paths stay as given."""
+    out: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            out.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES))
+        else:
+            out.append(item)
+    return out
+
+
+def shard_name(path: Path, taken: set[str]) -> str:
+    """The file's stem, made unique with a short hash of its path when stems collide."""
+    name = path.stem
+    if name in taken:
+        name = f"{name}-{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+    taken.add(name)
+    return name
+
+
+def _companion_landmarks(path: Path, source_index: np.ndarray | None) -> np.ndarray | None:
+    npz = path.with_suffix(".npz")
+    if not npz.is_file():
+        return None
+    with np.load(npz) as data:
+        if "landmarks5" not in data:
+            return None
+        points = np.asarray(data["landmarks5"], np.float64)
+    if source_index is not None:
+        if source_index.max() >= len(points):
+            raise MediaError(f"{npz.name}: {len(points)} landmark rows for a longer video")
+        points = points[source_index]
+    return points
+
+
+def _audio(path: Path, clip_audio: np.ndarray | None, sample_rate: int) -> np.ndarray:
+    wav = path.with_suffix(".wav")
+    if wav.is_file():
+        return read_audio(wav, sample_rate)
+    if clip_audio is None:
+        raise MediaError(f"{path.name}: no audio stream and no .wav beside it")
+    return clip_audio
+
+
+def build_shard(
+    path: Path,
+    preset: PresetConfig,
+    *,
+    max_frames: int | None = None,
+    wav2vec2: Wav2Vec2Features | None = None,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Read, track, crop and featurise one video; returns (arrays, meta) or raises MediaError."""
+    media, acfg = preset.media, preset.audio
+    clip = read_video(path, fps=media.fps, max_frames=max_frames, sample_rate=acfg.sample_rate)
+    audio = _audio(path, clip.audio, acfg.sample_rate)
+    landmarks = _companion_landmarks(path, clip.source_index)
+    track = track_faces(clip.frames, media, landmarks=landmarks)
+    if track.found_ratio < MIN_FOUND_RATIO:
+        raise MediaError(
+            f"{path.name}: face found in only {100 * track.found_ratio:.0f}% of frames"
+        )
+    t = len(clip.frames)
+    audio = audio[: int(round(t * acfg.sample_rate / media.fps))]
+    arrays = {
+        "crops": warp_to_crop(clip.frames, track, media.crop_size),
+        "transforms": track.transforms.astype(np.float64),
+        "found": track.found,
+        "landmarks": track.landmarks,
+        "mask": mouth_mask(media),
+        "audio_features": audio_features(audio, acfg, t, wav2vec2=wav2vec2),
+        "audio": audio.astype(np.float32),
+    }
+    meta = {
+        "source": str(path.resolve()),
+        "fps": media.fps,
+        "height": int(clip.frames.shape[1]),
+        "width": int(clip.frames.shape[2]),
+        "frames": t,
+        "found_ratio": track.found_ratio,
+        "landmarks": "npz" if landmarks is not None else "dlib",
+        "crop_size": media.crop_size,
+        "audio_kind": acfg.kind,
+        "audio_feature_dim": int(arrays["audio_features"].shape[1]),
+        "sample_rate": acfg.sample_rate,
+        "preset": preset.name,
+        "detect_fps": t / max(track.detect_seconds, 1e-9),
+    }
+    return arrays, meta
+
+
+def write_shard(out_dir: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write arrays + meta.json atomically to ``out_dir/name``."""
+    final = out_dir / name
+    tmp = out_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for key, value in arrays.items():
+        np.save(tmp / f"{key}.npy", value)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(final, ignore_errors=True)  # an incomplete earlier attempt
+    os.replace(tmp, final)
+    return final
+
+
+def is_done(out_dir: Path, name: str) -> bool:
+    return (out_dir / name / "meta.json").is_file()
+
+
+def preprocess(
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    preset: PresetConfig,
+    *,
+    max_frames: int | None = None,
+    wav2vec2: Wav2Vec2Features | None = None,
+    progress: bool = True,
+) -> Report:
+    """Preprocess every input into ``out_dir``; never stops on a bad file (see ``report.json``)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report, taken = Report(), set()
+    files = collect_inputs(inputs)
+    if not files:
+        raise UserError("no video files among the inputs")
+    for path in tqdm(files, desc="preprocess", unit="video", disable=not progress):
+        name = shard_name(path, taken)
+        if is_done(out_dir, name):
+            report.skipped.append(name)
+            continue
+        start = time.perf_counter()
+        try:
+            arrays, meta = build_shard(path, preset, max_frames=max_frames, wav2vec2=wav2vec2)
+        except UserError as e:
+            report.failed[str(path)] = str(e)
+            continue
+        meta["seconds"] = time.perf_counter() - start
+        write_shard(out_dir, name, arrays, meta)
+        report.done.append(name)
+    (out_dir / "report.json").write_text(report.to_json())
+    return report
+
+
+def load_shard(shard_dir: str | Path, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a shard back: (arrays, meta); large arrays are memory-mapped."""
+    shard_dir = Path(shard_dir)
+    meta_path = shard_dir / "meta.json"
+    if not meta_path.is_file():
+        raise UserError(f"{shard_dir}: not a complete shard (no meta.json)")
+    arrays = {
+        p.stem: np.load(p, mmap_mode="r" if mmap else None) for p in sorted(shard_dir.glob("*.npy"))
+    }
+    return arrays, json.loads(meta_path.read_text())
+
+
+__all__ = ["Report", "build_shard", "collect_inputs", "load_shard", "preprocess", "write_shard"]
