@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="access token (required beyond loopback)")
     parser.add_argument("--checkpoint", help="student checkpoint (default: the built-in tiny one)")
     parser.add_argument("--codec", help="codec checkpoint (default: codec.safetensors beside it)")
+    parser.add_argument("--wav2vec2", help="local wav2vec2 model dir (wav2vec2-audio presets)")
     parser.add_argument("--video", help="default source video or image (default: SynthTalk face)")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--max-sessions", type=int, default=2, help="concurrent sessions")
@@ -31,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_bind(args.host, args.token)
     pipeline = Pipeline.load(
-        args.checkpoint or shipped_checkpoint(), args.codec, device=args.device
+        args.checkpoint or shipped_checkpoint(),
+        args.codec,
+        device=args.device,
+        wav2vec2=args.wav2vec2,
     )
     sample = builtin_sample(pipeline.preset)
     source = Source.from_file(args.video, pipeline.preset.media) if args.video else sample.source

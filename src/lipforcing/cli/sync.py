@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .mp4")
     parser.add_argument("--checkpoint", help="student checkpoint (default: the built-in tiny one)")
     parser.add_argument("--codec", help="codec checkpoint (default: codec.safetensors beside it)")
+    parser.add_argument("--wav2vec2", help="local wav2vec2 model dir (wav2vec2-audio presets)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
@@ -32,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError(f"--out must be an .mp4/.mov/.mkv file, got {out.name}")
     pipeline = Pipeline.load(
-        args.checkpoint or shipped_checkpoint(), args.codec, device=args.device
+        args.checkpoint or shipped_checkpoint(),
+        args.codec,
+        device=args.device,
+        wav2vec2=args.wav2vec2,
     )
     source = Source.from_file(args.video, pipeline.preset.media)
     audio = read_audio(args.audio, sample_rate=pipeline.preset.audio.sample_rate)
