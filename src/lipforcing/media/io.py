@@ -2,7 +2,8 @@
 
 Design choices:
 - Frames are RGB ``uint8`` ``(T, H, W, 3)`` with per-frame presentation timestamps in seconds
-  (first frame at 0). Audio is mono ``float32`` resampled to 16 kHz by FFmpeg's resampler.
+  (first frame at 0). Audio is mono ``float32`` (the mean of the channels) resampled to 16 kHz
+  by FFmpeg's resampler.
 - Conforming to a target rate is done on timestamps, not frame counts, so variable-frame-rate
   input stays in sync: output frame k shows the source frame on screen at time k / fps
   (sample and hold), and the output covers the source's duration.
@@ -144,16 +145,18 @@ def _read_audio_stream(path: str | Path, sample_rate: int, video_start: float) -
 
 
 def _decode_audio(container, stream, sample_rate: int, name: str) -> np.ndarray | None:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    # Resample with FFmpeg but downmix ourselves: channels are averaged (FFmpeg's stereo ->
+    # mono matrix adds them at -3 dB, which raises the level of correlated channels).
+    resampler = av.AudioResampler(format="fltp", rate=sample_rate)
     chunks = []
     try:
         for frame in container.decode(stream):
             frame.pts = None  # resample by sample count; gaps in pts are not ours to fill
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray().mean(0) for f in resampler.resample(frame))
     except av.error.FFmpegError as e:
         if not chunks:
             raise MediaError(f"{name}: cannot decode audio ({e})") from None
-    chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+    chunks.extend(f.to_ndarray().mean(0) for f in resampler.resample(None))
     if not chunks:
         return None
     audio = np.concatenate(chunks).astype(np.float32)
