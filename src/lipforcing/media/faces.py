@@ -3,7 +3,9 @@
 Design choices:
 - Detector: dlib's HOG frontal-face detector (ships inside the dlib wheel) run on EVERY frame,
   downscaled so its longer side is ``DETECT_SIDE`` pixels (about 70 frames/s on one core for
-  512 px frames). MTCNN from facenet-pytorch was the first choice, but its package imports
+  512 px frames). HOG finds faces of 80 px and up, so a frame without a face at that size is
+  searched again at twice the size, up to ``MAX_DETECT_SIDE`` (small faces in 4K frames).
+  MTCNN from facenet-pytorch was the first choice, but its package imports
   torchvision, which does not work here.
 - Landmarks: dlib's 68-point shape predictor (face-recognition-models) on the full-resolution
   frame inside the detected box. The 5 alignment points are derived from it: eye centres (mean
@@ -32,7 +34,8 @@ from lipforcing.config import MediaConfig
 from lipforcing.errors import MediaError, UserError
 from lipforcing.media.align import transforms_from_landmarks
 
-DETECT_SIDE = 400  # px, longer side of the image the detector sees
+DETECT_SIDE = 400  # px, longer side of the image the detector sees first
+MAX_DETECT_SIDE = 1600  # px, the largest size tried when no face is found (4K: faces > 100 px)
 REACQUIRE_FRAMES = 25  # frames without the tracked face after which a new face may be chosen
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) pixels
 
@@ -128,26 +131,42 @@ def _choose(boxes: np.ndarray, previous: np.ndarray | None, face: int | Box | No
     if isinstance(face, int):
         order = np.argsort(boxes[:, 0])  # left to right
         return int(order[face]) if face < len(boxes) else None
-    return int(np.argmax(_iou(boxes, np.asarray(face, float))))
+    overlap = _iou(boxes, np.asarray(face, float))
+    return int(np.argmax(overlap)) if overlap.max() > 0 else None
+
+
+def _sides(frame_side: int, start: int) -> list[int]:
+    """Detection sizes to try: ``start``, then doubling, ending with full resolution."""
+    sides = [start]
+    while sides[-1] < min(frame_side, MAX_DETECT_SIDE):
+        sides.append(min(2 * sides[-1], frame_side, MAX_DETECT_SIDE))
+    return sides
 
 
 def detect_landmarks(
     frames: np.ndarray, face: int | Box | None = None, detect_side: int = DETECT_SIDE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,))."""
+    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,)).
+
+    Each frame is searched at ``detect_side`` first; on a miss at twice that, and so on up to
+    full resolution (small faces), and the size that worked is kept for the next frames.
+    """
     t = len(frames)
     points = np.full((t, 68, 2), np.nan)
     boxes = np.full((t, 4), np.nan)
-    previous, last = None, -1
+    previous, last, side = None, -1, detect_side
     for i, frame in enumerate(frames):
         if i - last > REACQUIRE_FRAMES:
             previous = None  # lost for long: pick a face afresh
-        candidates = detect_boxes(frame, detect_side)
-        k = _choose(candidates, previous, face)
-        if k is None or (previous is not None and _iou(candidates[k : k + 1], previous)[0] == 0):
+        for trial in _sides(max(frame.shape[:2]), side):
+            candidates = detect_boxes(frame, trial)
+            k = _choose(candidates, previous, face)
+            if k is not None and (previous is None or _iou(candidates[k : k + 1], previous)[0]):
+                break  # our face (a detection overlapping the last one, or a first choice)
+        else:
             continue  # no face, or only other people's faces
         boxes[i] = previous = candidates[k]
-        last = i
+        last, side = i, trial
         points[i] = dense_landmarks(frame, candidates[k])
     return points, boxes, np.isfinite(boxes[:, 0])
 
