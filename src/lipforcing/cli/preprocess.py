@@ -34,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--fps must be positive, got {args.fps}")
         media = dataclasses.replace(preset.media, fps=args.fps)
         audio = dataclasses.replace(preset.audio, fps=args.fps)
-        preset = dataclasses.replace(preset, media=media, audio=audio)
+        try:
+            preset = dataclasses.replace(preset, media=media, audio=audio)
+        except ValueError:  # mel windows per frame depend on the frame rate
+            raise UserError(
+                f"--fps {args.fps:g} changes the size of preset {preset.name}'s audio features "
+                f"({preset.audio.kind}, defined at {preset.audio.fps:g} fps)"
+            ) from None
     w2v = None
     if preset.audio.kind == "wav2vec2":
         if not args.wav2vec2:
