@@ -86,7 +86,10 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} not divisible by num_heads {self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head dim {self.head_dim} must be even for RoPE")
-        if self.audio_first_layer + self.num_audio_layers > self.num_layers:
+        if (
+            self.num_audio_layers
+            and self.audio_first_layer + self.num_audio_layers > self.num_layers
+        ):
             raise ValueError("audio blocks (audio_first_layer + audio layers) exceed num_layers")
         if self.audio_first_layer < 0 or self.num_audio_layers < 0:
             raise ValueError("audio_first_layer and audio_layers must be >= 0")
