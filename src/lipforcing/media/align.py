@@ -36,6 +36,7 @@ ARCFACE_112 = np.array(
 TEMPLATE_SCALE = 0.65  # the template spans 65% of its ArcFace extent: full face + margin
 TEMPLATE_SHIFT_Y = -0.06  # move the face up by 6% of the crop so the chin fits
 SMOOTH_FRAMES = 3.0  # Gaussian sigma in frames at smoothing = 1
+ANTIALIAS_SIGMA = 0.5  # low-pass sigma, in crop pixels, before shrinking a frame more than 2x
 
 
 def canonical_template(crop_size: int) -> np.ndarray:
@@ -111,11 +112,15 @@ def warp_to_crop(frames: np.ndarray, track, crop_size: int) -> np.ndarray:
     """Cut the aligned crops: frames (T, H, W, 3) uint8 -> (T, S, S, 3) uint8.
 
     ``track`` is a :class:`~lipforcing.media.faces.FaceTrack` (its ``transforms`` are used) or
-    a (T, 2, 3) array of frame -> crop similarities.
+    a (T, 2, 3) array of frame -> crop similarities. Where the crop shrinks the face by more
+    than 2x (a 4K source), the frame is low-passed first so the crop does not alias.
     """
     transforms = np.asarray(getattr(track, "transforms", track), np.float64)
     out = np.empty((len(frames), crop_size, crop_size, 3), np.uint8)
     for i, (frame, m) in enumerate(zip(frames, transforms)):
+        scale = np.sqrt(abs(np.linalg.det(m[:, :2])))  # crop pixels per frame pixel
+        if scale < 0.5:
+            frame = cv2.GaussianBlur(frame, (0, 0), sigmaX=ANTIALIAS_SIGMA / scale)
         out[i] = cv2.warpAffine(
             frame, m, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
         )
