@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile
 
 from lipforcing.cli.main import main
@@ -110,3 +111,53 @@ def test_real_clip(shared_data, tmp_path):
     arrays, meta = load_shard(out / "r3dp_May_5s")
     assert meta["found_ratio"] == 1.0 and meta["landmarks"] == "dlib" and meta["frames"] == 30
     assert np.isfinite(arrays["landmarks"]).all()
+
+
+def _media_testutils():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "media" / "media_testutils.py"
+    spec = importlib.util.spec_from_file_location("media_testutils_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_odd_rates_and_layouts_through_the_command(tmp_path):
+    mt = _media_testutils()
+    src = tmp_path / "src"
+    src.mkdir()
+    lm = lambda t: np.repeat(LANDMARKS[None], t, 0)  # noqa: E731
+    # 29.97 fps with 48 kHz stereo AAC
+    mt.write_test_clip(
+        src / "ntsc.mp4",
+        frames(30),
+        30000 / 1001,
+        audio=mt.tone(1.0, 48_000, 2),
+        sample_rate=48_000,
+    )
+    np.savez(src / "ntsc.npz", landmarks5=lm(30))
+    # variable frame rate (gaps), 44.1 kHz stereo wav beside it
+    times = np.array([0, 1, 2, 5, 6, 7, 8, 13, 14, 15, 16, 17]) * 0.04
+    mt.write_test_clip(src / "vfr.mkv", frames(12), 25, times=times)
+    soundfile.write(src / "vfr.wav", mt.tone(0.72, 44_100, 2).T, 44_100)
+    np.savez(src / "vfr.npz", landmarks5=lm(12))
+    # 8 kHz mono wav beside, and an empty wav beside
+    write_video(src / "low.mp4", frames(25), 25.0)
+    soundfile.write(src / "low.wav", mt.tone(1.0, 8_000)[0], 8_000)
+    np.savez(src / "low.npz", landmarks5=lm(25))
+    write_video(src / "mute.mp4", frames(25), 25.0)
+    soundfile.write(src / "mute.wav", np.zeros(0, np.float32), 16_000)
+    np.savez(src / "mute.npz", landmarks5=lm(25))
+    out = tmp_path / "out"
+    assert main(["preprocess", str(src), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["done"]) == ["low", "ntsc", "vfr"]
+    assert "empty" in report["failed"][str(src / "mute.mp4")]
+    expected = {"ntsc": 25, "vfr": 18, "low": 25}  # frames at 25 fps: 1.0 s, 0.72 s, 1.0 s
+    for name, t in expected.items():
+        arrays, meta = load_shard(out / name)
+        assert meta["frames"] == t and meta["fps"] == 25.0
+        assert abs(len(arrays["audio"]) - t * 640) <= 640
+        assert np.abs(np.asarray(arrays["audio"])).max() == pytest.approx(0.3, abs=0.05)
