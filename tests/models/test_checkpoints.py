@@ -153,12 +153,21 @@ def test_lora_merge_and_official_training_checkpoint(tmp_path):
     merged = merge_lora({**base, **lora}, alpha=2.0)
     expected = base["blocks.0.self_attn.q.weight"] + (2.0 / 4) * b @ a
     assert torch.allclose(merged["blocks.0.self_attn.q.weight"], expected, atol=1e-6)
-    net = {f"model.{k}": v for k, v in randomized(cfg).state_dict().items()}
+    # the causal wrapper keeps the DiT at `_core.`, PEFT-wrapped Linears, plus its own heads
+    net = {f"_core.{k}": v for k, v in randomized(cfg).state_dict().items()}
+    q = net.pop("_core.blocks.0.self_attn.q.weight")
+    net["_core.blocks.0.self_attn.q.base_layer.weight"] = q
+    net["_core.blocks.0.self_attn.q.lora_A.default.weight"] = a
+    net["_core.blocks.0.self_attn.q.lora_B.default.weight"] = b
+    net["logvar_linear.weight"] = torch.zeros(1, 4)
     torch.save({"model": {"net": net}, "iteration": 600}, tmp_path / "0000600.pth")
     model = build_model(cfg)
     report = load_pretrained(model, tmp_path / "0000600.pth")
     assert report.missing == [] and report.unexpected == []
-    assert torch.equal(model.head.modulation, net["model.head.modulation"])
+    assert report.ignored == ["logvar_linear.weight"]
+    assert torch.equal(model.head.modulation, net["_core.head.modulation"])
+    merged_q = q + (64.0 / 4) * b @ a  # OmniAvatar / Lip Forcing LoRA alpha 64
+    assert torch.allclose(model.blocks[0].self_attn.q.weight, merged_q, atol=1e-5)
 
 
 def test_corrupt_and_mismatched_checkpoints(tmp_path):

@@ -7,8 +7,8 @@ preset JSON is also stored in the safetensors header, so a lone weights file sti
 
 Foreign weights (:func:`load_pretrained`) are mapped onto our names:
 
-- Wan 2.1 original (``wan/modules/model.py``): identical names; ``model.``/``module.``/
-  ``model.diffusion_model.`` prefixes are stripped.
+- Wan 2.1 original (``wan/modules/model.py``): identical names; a wrapper prefix (``model.``,
+  ``module.``, ``_core.`` ...) is read off the ``patch_embedding.weight`` key and stripped.
 - diffusers ``WanTransformer3DModel``: ``condition_embedder.*``, ``attn1``/``attn2`` with
   ``to_q/to_k/to_v/to_out.0``, ``ffn.net.0.proj``/``ffn.net.2``, diffusers' affine ``norm2``
   (= Wan's ``norm3``), ``scale_shift_table``, ``proj_out`` (table :data:`DIFFUSERS_TO_WAN`).
@@ -17,11 +17,13 @@ Foreign weights (:func:`load_pretrained`) are mapped onto our names:
   W += (alpha / rank) B A. A patch embedding with fewer input channels (Wan's 16, OmniAvatar's
   33 = noisy | image latent | mask) fills our first channels - the same order as
   ``LipSyncCond.model_inputs`` - and the new channels start at zero.
-- Official Lip Forcing release: its trainer saves ``torch.save({"model": {name: state_dict},
-  "iteration": ...})`` (``.pth``); we take the ``"net"`` entry (the student) and treat it as
-  OmniAvatar names after prefix stripping. ASSUMPTION: the network inside ``"net"`` uses Wan /
-  OmniAvatar parameter names (its causal network re-uses the Wan block weights by name); no
-  released file was available to verify the exact prefix, hence the prefix auto-detection.
+- Official Lip Forcing release (code: github.com/T-64/LipForcing, FastGen-based): its trainer
+  saves ``torch.save({"model": {name: state_dict}, "iteration": ...})``; we take ``"net"`` (the
+  student). Its wrappers hold the OmniAvatar ``WanModel`` at ``model.`` (bidirectional) or
+  ``_core.`` (causal), with PEFT LoRA either merged or kept as ``*.base_layer.weight`` +
+  ``lora_A/B``; in-channels 65 = noisy | ref | mask | masked video | ref sequence, our order.
+  ASSUMPTION: no released weight file was available to check, so the layout is inferred from
+  that code (Wan / OmniAvatar names under a wrapper prefix).
 
 Every load reports missing / unexpected / reshaped keys and refuses a mismatched checkpoint
 with a one-line :class:`CheckpointError`.
@@ -61,7 +63,6 @@ DIFFUSERS_TO_WAN = [  # (diffusers regex, Wan replacement), applied in order
     (r"^proj_out\.", "head.head."),
     (r"^scale_shift_table$", "head.modulation"),
 ]
-PREFIXES = ("model.diffusion_model.", "diffusion_model.", "module.", "model.", "net.", "_orig_mod.")
 LORA_ALPHA = 64.0  # Lip Forcing / OmniAvatar 14B LoRA: rank 128, alpha 64
 
 
@@ -73,11 +74,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     reshaped: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # outside the DiT's prefix, not loaded
 
     def summary(self) -> str:
         return (
             f"{self.source}: {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-            f"{len(self.reshaped)} reshaped ({', '.join(self.reshaped) or '-'})"
+            f"{len(self.reshaped)} reshaped ({', '.join(self.reshaped) or '-'}), "
+            f"{len(self.ignored)} ignored"
         )
 
 
@@ -200,16 +203,20 @@ def detect_source(state: dict[str, Tensor]) -> str:
     return "wan"
 
 
-def strip_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Remove a wrapper prefix shared by the keys (``module.``, ``model.`` ...)."""
-    for _ in range(3):
-        for p in PREFIXES:
-            if state and all(k.startswith(p) for k in state):
-                state = {k[len(p) :]: v for k, v in state.items()}
-                break
-        else:
-            break
-    return state
+def strip_prefix(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """Remove the wrapper prefix of the DiT's keys (``model.``, ``_core.``, ``module.`` ...).
+
+    The prefix is read off the patch-embedding key; keys outside it (e.g. a training wrapper's
+    ``logvar`` head) are returned as ignored.
+    """
+    anchor = [k for k in state if k.endswith("patch_embedding.weight")]
+    if len(anchor) != 1:
+        return state, []
+    prefix = anchor[0][: -len("patch_embedding.weight")]
+    if prefix and not prefix.endswith("."):
+        return state, []
+    kept = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    return kept, sorted(k for k in state if not k.startswith(prefix))
 
 
 def convert_diffusers(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -224,6 +231,7 @@ def convert_diffusers(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def merge_lora(state: dict[str, Tensor], alpha: float = LORA_ALPHA) -> dict[str, Tensor]:
     """Fold PEFT LoRA pairs into their base weights: W += (alpha / rank) B A."""
+    state = {k.replace(".base_layer.", "."): v for k, v in state.items()}  # PEFT-wrapped
     pairs = [k for k in state if ".lora_A." in k]
     if not pairs:
         return state
@@ -251,13 +259,13 @@ def load_weights(
     Returns:
         A :class:`LoadReport`.
     """
-    state = strip_prefix(dict(state))
+    state, ignored = strip_prefix(dict(state))
     if source == "auto":
         source = detect_source(state)
     if source == "diffusers":
         state = convert_diffusers(state)
     state = merge_lora(state)
-    report = LoadReport(source)
+    report = LoadReport(source, ignored=ignored)
     own = model.state_dict()
     report.unexpected = sorted(set(state) - set(own))
     report.missing = sorted(set(own) - set(state))
