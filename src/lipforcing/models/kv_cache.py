@@ -9,7 +9,9 @@ Design choices:
   sink at 0, window after it, the chunk being generated in the slots that follow. While nothing
   has been evicted, slot indices equal absolute frame indices, so cached generation equals one
   block-causal forward over the whole sequence; afterwards positions stay in [0, sink + window),
-  the range seen in training, however long the stream runs.
+  the range seen in training, however long the stream runs. (After eviction the sink sits
+  closer to the window than in an absolute-position block-causal pass; the cache path is the
+  one that generalises to any stream length.)
 - The window counts the chunk being generated: with window 6 and chunks of 3, a chunk attends
   to the sink, the 3 frames before it and itself. After each write the oldest non-sink frames
   are evicted so that ``window - chunk`` of them remain, leaving room for the next chunk.
