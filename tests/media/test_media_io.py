@@ -7,7 +7,7 @@ import pytest
 from media_testutils import pattern_frames, psnr, tone, write_test_clip
 
 from lipforcing.errors import MediaError, UserError
-from lipforcing.media.io import conform, read_audio, read_video, write_video
+from lipforcing.media.io import conform, iter_frames, read_audio, read_video, write_video
 
 
 @pytest.mark.parametrize("size", [(64, 96), (63, 65)])
@@ -117,3 +117,18 @@ def test_bad_files(tmp_path):
         read_audio(empty)
     with pytest.raises(UserError):
         write_video(tmp_path / "x.mp4", np.zeros((2, 8, 8), np.uint8), 25.0)
+
+
+def test_iter_frames_streams_the_same_frames(tmp_path, shared_data):
+    times = np.array([0, 1, 2, 5, 6, 7, 8, 13, 14, 15, 16, 17]) * 0.04 + 0.12  # late start
+    vfr = write_test_clip(tmp_path / "vfr.mkv", pattern_frames(12, 32, 48), fps=25, times=times)
+    ntsc = write_test_clip(tmp_path / "ntsc.mp4", pattern_frames(20, 32, 48), fps=30000 / 1001)
+    real = shared_data / "clips" / "retalking_face_1.mp4"  # 22.13 fps, video starts at 33 ms
+    for path, limit in ((vfr, None), (ntsc, None), (real, 40)):
+        for fps in (None, 25.0, 30.0):
+            clip = read_video(path, fps=fps, max_frames=limit)
+            pairs = list(iter_frames(path, fps=fps, max_frames=limit))
+            assert len(pairs) == len(clip.frames)
+            assert np.array_equal(np.stack([f for _, f in pairs]), clip.frames)
+            if fps is not None:
+                assert np.array_equal([i for i, _ in pairs], clip.source_index)

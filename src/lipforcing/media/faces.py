@@ -143,31 +143,47 @@ def _sides(frame_side: int, start: int) -> list[int]:
     return sides
 
 
-def detect_landmarks(
-    frames: np.ndarray, face: int | Box | None = None, detect_side: int = DETECT_SIDE
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,)).
+class FaceFollower:
+    """Per-frame detection that stays on one face: ``follower(frame) -> (points68, box)``.
 
     Each frame is searched at ``detect_side`` first; on a miss at twice that, and so on up to
     full resolution (small faces), and the size that worked is kept for the next frames.
+    Returns (None, None) when the followed face is not in the frame.
     """
+
+    def __init__(self, face: int | Box | None = None, detect_side: int = DETECT_SIDE) -> None:
+        self.face, self.side = face, detect_side
+        self.previous: np.ndarray | None = None  # box of the followed face
+        self.index, self.last = -1, -1  # current frame, last frame the face was seen
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        self.index += 1
+        if self.index - self.last > REACQUIRE_FRAMES:
+            self.previous = None  # lost for long: pick a face afresh
+        for trial in _sides(max(frame.shape[:2]), self.side):
+            candidates = detect_boxes(frame, trial)
+            k = _choose(candidates, self.previous, self.face)
+            prev = self.previous
+            if k is not None and (prev is None or _iou(candidates[k : k + 1], prev)[0]):
+                break  # our face (a detection overlapping the last one, or a first choice)
+        else:
+            return None, None  # no face, or only other people's faces
+        self.previous, self.last, self.side = candidates[k], self.index, trial
+        return dense_landmarks(frame, candidates[k]), candidates[k]
+
+
+def detect_landmarks(
+    frames: np.ndarray, face: int | Box | None = None, detect_side: int = DETECT_SIDE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,))."""
     t = len(frames)
     points = np.full((t, 68, 2), np.nan)
     boxes = np.full((t, 4), np.nan)
-    previous, last, side = None, -1, detect_side
+    follow = FaceFollower(face, detect_side)
     for i, frame in enumerate(frames):
-        if i - last > REACQUIRE_FRAMES:
-            previous = None  # lost for long: pick a face afresh
-        for trial in _sides(max(frame.shape[:2]), side):
-            candidates = detect_boxes(frame, trial)
-            k = _choose(candidates, previous, face)
-            if k is not None and (previous is None or _iou(candidates[k : k + 1], previous)[0]):
-                break  # our face (a detection overlapping the last one, or a first choice)
-        else:
-            continue  # no face, or only other people's faces
-        boxes[i] = previous = candidates[k]
-        last, side = i, trial
-        points[i] = dense_landmarks(frame, candidates[k])
+        p, box = follow(frame)
+        if box is not None:
+            points[i], boxes[i] = p, box
     return points, boxes, np.isfinite(boxes[:, 0])
 
 
@@ -211,16 +227,28 @@ def track_faces(
     else:
         points, boxes, found = detect_landmarks(frames, face)
         landmarks = five_from_68(points)
+    track = track_from_landmarks(landmarks, found, cfg, frames.shape[1:3], boxes)
+    track.detect_seconds = time.perf_counter() - start
+    return track
+
+
+def track_from_landmarks(
+    landmarks: np.ndarray,
+    found: np.ndarray,
+    cfg: MediaConfig,
+    frame_hw: tuple[int, int],
+    boxes: np.ndarray | None = None,
+) -> FaceTrack:
+    """A :class:`FaceTrack` from per-frame 5-point landmarks (T, 5, 2) and ``found`` (T,)."""
     raw, smooth = transforms_from_landmarks(landmarks, found, cfg.crop_size, cfg.smoothing)
     if not found.any():
-        raw = smooth = _centre_crop(frames.shape[1:3], cfg.crop_size, len(frames))
+        raw = smooth = _centre_crop(frame_hw, cfg.crop_size, len(found))
     return FaceTrack(
         transforms=smooth,
         found=found,
         landmarks=np.where(found[:, None, None], landmarks, np.nan),
         raw_transforms=raw,
-        boxes=boxes if boxes is not None else np.full((len(frames), 4), np.nan),
-        detect_seconds=time.perf_counter() - start,
+        boxes=boxes if boxes is not None else np.full((len(found), 4), np.nan),
     )
 
 
@@ -248,6 +276,7 @@ def require_face(track: FaceTrack, name: str) -> None:
 
 
 __all__ = [
+    "FaceFollower",
     "FaceTrack",
     "dense_landmarks",
     "detect_boxes",
@@ -256,4 +285,5 @@ __all__ = [
     "mouth_landmarks",
     "require_face",
     "track_faces",
+    "track_from_landmarks",
 ]

@@ -18,6 +18,7 @@ Design choices:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -74,31 +75,79 @@ def read_video(
     Returns:
         :class:`VideoClip`; ``audio`` is None when there is no audio stream or it is empty.
     """
+    frames, stamps, native_fps = [], [], 25.0
+    for frame, stamp, rate in _decode_video(path, max_frames):
+        frames.append(frame)
+        stamps.append(stamp)
+        native_fps = rate
+    timestamps = _fix_timestamps(np.asarray(stamps, np.float64), native_fps)
+    video_start = stamps[0] if np.isfinite(stamps[0]) else 0.0
+    audio = _read_audio_stream(path, sample_rate, video_start)
+    clip = VideoClip(np.stack(frames), native_fps, timestamps, audio, sample_rate)
+    return conform(clip, fps) if fps is not None else clip
+
+
+def _decode_video(path: str | Path, max_frames: int | None):
+    """Yield (RGB frame, timestamp or NaN, nominal fps) of the first video stream."""
     name = Path(path).name
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(f"{name}: no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        frames, stamps = [], []
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        native_fps = float(rate) if rate else 25.0
+        count = 0
         try:
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                stamps.append(frame.time if frame.time is not None else np.nan)
-                if max_frames is not None and len(frames) >= max_frames:
+                stamp = frame.time if frame.time is not None else np.nan
+                yield frame.to_ndarray(format="rgb24"), stamp, native_fps
+                count += 1
+                if max_frames is not None and count >= max_frames:
                     break
         except av.error.FFmpegError as e:
-            if not frames:
+            if not count:
                 raise MediaError(f"{name}: cannot decode video ({e})") from None
-        if not frames:
+        if not count:
             raise MediaError(f"{name}: the video stream has no frames")
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        video_start = stamps[0] if np.isfinite(stamps[0]) else 0.0
-    native_fps = float(rate) if rate else 25.0
-    timestamps = _fix_timestamps(np.asarray(stamps, np.float64), native_fps)
-    audio = _read_audio_stream(path, sample_rate, video_start)
-    clip = VideoClip(np.stack(frames), native_fps, timestamps, audio, sample_rate)
-    return conform(clip, fps) if fps is not None else clip
+
+
+def iter_frames(
+    path: str | Path, fps: float | None = None, *, max_frames: int | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream ``(source_index, frame)`` pairs: the frames of ``read_video(path, fps)``.
+
+    Holds one decoded frame at a time, so clips of any length fit in memory; conforming is
+    the same timestamp sample-and-hold as :func:`conform`.
+    """
+    if fps is not None and fps <= 0:
+        raise UserError(f"fps must be positive, got {fps}")
+    stamps: list[float] = []  # seconds since the first frame, made non-decreasing
+    previous, k, first, native_fps = None, 0, 0.0, 25.0
+    for i, (frame, stamp, rate) in enumerate(_decode_video(path, max_frames)):
+        if fps is None:
+            yield i, frame
+            continue
+        native_fps = rate
+        stamp = stamp if np.isfinite(stamp) else i / native_fps
+        first = stamp if i == 0 else first
+        stamps.append(max(stamp - first, stamps[-1] if stamps else 0.0))
+        while previous is not None and k / fps + 1e-6 < stamps[-1]:
+            yield previous
+            k += 1
+        previous = (i, frame)
+    if fps is None or previous is None:
+        return
+    step = np.median(np.diff(stamps)) if len(stamps) > 1 else 1.0 / native_fps
+    count = max(1, int(round((stamps[-1] + step) * fps)))
+    for _ in range(k, count):
+        yield previous
+
+
+def read_soundtrack(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """The audio of a video file aligned to its first video frame (None: no audio)."""
+    first = next(_decode_video(path, 1))[1]
+    return _read_audio_stream(path, sample_rate, first if np.isfinite(first) else 0.0)
 
 
 def _fix_timestamps(stamps: np.ndarray, fps: float) -> np.ndarray:
@@ -233,4 +282,12 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
     container.mux(stream.encode(None))
 
 
-__all__ = ["VideoClip", "conform", "read_audio", "read_video", "write_video"]
+__all__ = [
+    "VideoClip",
+    "conform",
+    "iter_frames",
+    "read_audio",
+    "read_soundtrack",
+    "read_video",
+    "write_video",
+]
