@@ -13,6 +13,7 @@ from lipforcing.config import tiny
 from lipforcing.data.preprocess import load_shard
 from lipforcing.media.align import canonical_template, fit_similarity, warp_to_crop
 from lipforcing.media.audio import audio_features
+from lipforcing.media.faces import track_faces
 from lipforcing.media.io import read_video, write_video
 
 LANDMARKS = np.array([[80.0, 70.0], [120.0, 72.0], [100.0, 95.0], [84.0, 118.0], [116.0, 119.0]])
@@ -105,12 +106,18 @@ def test_bad_inputs_are_reported_not_fatal(tmp_path, capsys):
 
 
 def test_real_clip(shared_data, tmp_path):
-    clip = shared_data / "clips" / "r3dp_May_5s.mp4"
+    clip_path = shared_data / "clips" / "r3dp_May_5s.mp4"
     out = tmp_path / "real"
-    assert main(["preprocess", str(clip), "--out", str(out), "--max-frames", "30"]) == 0
+    assert main(["preprocess", str(clip_path), "--out", str(out), "--max-frames", "30"]) == 0
     arrays, meta = load_shard(out / "r3dp_May_5s")
     assert meta["found_ratio"] == 1.0 and meta["landmarks"] == "dlib" and meta["frames"] == 30
     assert np.isfinite(arrays["landmarks"]).all()
+    # the streaming two-pass shard equals tracking the whole decoded clip at once
+    media = tiny().media
+    clip = read_video(clip_path, fps=media.fps, max_frames=30)
+    track = track_faces(clip.frames, media)
+    assert np.allclose(arrays["transforms"], track.transforms)
+    assert np.array_equal(arrays["crops"], warp_to_crop(clip.frames, track, media.crop_size))
 
 
 def _media_testutils():

@@ -38,8 +38,8 @@ from lipforcing.config import PresetConfig
 from lipforcing.errors import MediaError, UserError
 from lipforcing.media.align import warp_to_crop
 from lipforcing.media.audio import Wav2Vec2Features, audio_features
-from lipforcing.media.faces import track_faces
-from lipforcing.media.io import read_audio, read_video
+from lipforcing.media.faces import FaceFollower, five_from_68, track_from_landmarks
+from lipforcing.media.io import iter_frames, read_audio, read_soundtrack
 from lipforcing.media.mask import mouth_mask
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
@@ -78,21 +78,6 @@ def shard_name(path: Path, taken: set[str]) -> str:
     return name
 
 
-def _companion_landmarks(path: Path, source_index: np.ndarray | None) -> np.ndarray | None:
-    npz = path.with_suffix(".npz")
-    if not npz.is_file():
-        return None
-    with np.load(npz) as data:
-        if "landmarks5" not in data:
-            return None
-        points = np.asarray(data["landmarks5"], np.float64)
-    if source_index is not None:
-        if source_index.max() >= len(points):
-            raise MediaError(f"{npz.name}: {len(points)} landmark rows for a longer video")
-        points = points[source_index]
-    return points
-
-
 def _audio(path: Path, clip_audio: np.ndarray | None, sample_rate: int) -> np.ndarray:
     wav = path.with_suffix(".wav")
     if wav.is_file():
@@ -102,6 +87,33 @@ def _audio(path: Path, clip_audio: np.ndarray | None, sample_rate: int) -> np.nd
     return clip_audio
 
 
+def _scan(path: Path, fps: float, max_frames: int | None, landmarks_npz: np.ndarray | None):
+    """Pass 1: source indices, frame size, 5-point landmarks and boxes of every output frame."""
+    follow = FaceFollower()
+    index, points, boxes, hw = [], [], [], (0, 0)
+    for i, frame in iter_frames(path, fps, max_frames=max_frames):
+        index.append(i)
+        hw = frame.shape[:2]
+        if landmarks_npz is None:
+            p68, box = follow(frame)
+            points.append(five_from_68(p68) if box is not None else np.full((5, 2), np.nan))
+            boxes.append(box if box is not None else np.full(4, np.nan))
+    index = np.asarray(index)
+    if landmarks_npz is not None:
+        if index.max() >= len(landmarks_npz):
+            raise MediaError(f"{path.name}: {len(landmarks_npz)} landmark rows for a longer video")
+        return index, hw, landmarks_npz[index], None
+    return index, hw, np.stack(points), np.stack(boxes)
+
+
+def _npz_landmarks(path: Path) -> np.ndarray | None:
+    npz = path.with_suffix(".npz")
+    if not npz.is_file():
+        return None
+    with np.load(npz) as data:
+        return np.asarray(data["landmarks5"], np.float64) if "landmarks5" in data else None
+
+
 def build_shard(
     path: Path,
     preset: PresetConfig,
@@ -109,20 +121,30 @@ def build_shard(
     max_frames: int | None = None,
     wav2vec2: Wav2Vec2Features | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Read, track, crop and featurise one video; returns (arrays, meta) or raises MediaError."""
+    """Read, track, crop and featurise one video; returns (arrays, meta) or raises MediaError.
+
+    Two decoding passes (landmarks, then crops) keep one full frame in memory at a time, so
+    minutes-long clips cost only their crops.
+    """
     media, acfg = preset.media, preset.audio
-    clip = read_video(path, fps=media.fps, max_frames=max_frames, sample_rate=acfg.sample_rate)
-    audio = _audio(path, clip.audio, acfg.sample_rate)
-    landmarks = _companion_landmarks(path, clip.source_index)
-    track = track_faces(clip.frames, media, landmarks=landmarks)
+    start = time.perf_counter()
+    npz = _npz_landmarks(path)
+    index, hw, landmarks, boxes = _scan(path, media.fps, max_frames, npz)
+    found = np.isfinite(landmarks).all(axis=(1, 2))
+    track = track_from_landmarks(landmarks, found, media, hw, boxes)
+    detect_seconds = time.perf_counter() - start
     if track.found_ratio < MIN_FOUND_RATIO:
         raise MediaError(
             f"{path.name}: face found in only {100 * track.found_ratio:.0f}% of frames"
         )
-    t = len(clip.frames)
+    audio = _audio(path, read_soundtrack(path, acfg.sample_rate), acfg.sample_rate)
+    t = len(index)
     audio = audio[: int(round(t * acfg.sample_rate / media.fps))]
+    crops = np.empty((t, media.crop_size, media.crop_size, 3), np.uint8)
+    for k, (_, frame) in enumerate(iter_frames(path, media.fps, max_frames=max_frames)):
+        crops[k] = warp_to_crop(frame[None], track.transforms[k : k + 1], media.crop_size)[0]
     arrays = {
-        "crops": warp_to_crop(clip.frames, track, media.crop_size),
+        "crops": crops,
         "transforms": track.transforms.astype(np.float64),
         "found": track.found,
         "landmarks": track.landmarks,
@@ -133,17 +155,17 @@ def build_shard(
     meta = {
         "source": str(path.resolve()),
         "fps": media.fps,
-        "height": int(clip.frames.shape[1]),
-        "width": int(clip.frames.shape[2]),
+        "height": int(hw[0]),
+        "width": int(hw[1]),
         "frames": t,
         "found_ratio": track.found_ratio,
-        "landmarks": "npz" if landmarks is not None else "dlib",
+        "landmarks": "npz" if npz is not None else "dlib",
         "crop_size": media.crop_size,
         "audio_kind": acfg.kind,
         "audio_feature_dim": int(arrays["audio_features"].shape[1]),
         "sample_rate": acfg.sample_rate,
         "preset": preset.name,
-        "detect_fps": t / max(track.detect_seconds, 1e-9),
+        "detect_fps": t / max(detect_seconds, 1e-9),
     }
     return arrays, meta
 
