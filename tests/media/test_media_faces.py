@@ -102,3 +102,26 @@ def test_contact_sheet_command(clip_paths, tmp_path, capsys):
     assert "face found in 100.0%" in capsys.readouterr().out
     assert main(["contact-sheet", str(tmp_path / "missing.mp4"), "--out", str(out)]) == 2
     assert "error: no such file" in capsys.readouterr().err
+
+
+def test_face_option_of_the_commands(clip_paths, tmp_path, capsys):
+    from lipforcing.data.preprocess import load_shard
+    from lipforcing.media.io import write_video
+
+    frame = read_video(clip_paths[1], max_frames=1).frames[0]
+    h, w = 256, 256
+    left = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    right = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((h, w + w // 2, 3), np.uint8)
+    canvas[:, :w], canvas[h // 4 : h // 4 + h // 2, w:] = left, right
+    video = tmp_path / "two.mp4"
+    write_video(video, np.repeat(canvas[None], 3, 0), 25.0, audio=np.zeros(1920, np.float32))
+    out = tmp_path / "shards"
+    argv = ["preprocess", str(video), "--out", str(out), "--face", "1"]
+    assert main(argv) == 0
+    arrays, meta = load_shard(out / "two")
+    assert meta["found_ratio"] == 1.0 and (arrays["landmarks"][..., 0] > w).all()
+    sheet = tmp_path / "s.png"
+    assert main(["contact-sheet", str(video), "--out", str(sheet), "--face", "0"]) == 0
+    assert main(["contact-sheet", str(video), "--out", str(sheet), "--face", "a,b"]) == 2
+    assert "error: --face must be" in capsys.readouterr().err

@@ -13,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="conform video to this rate (preset default)")
     parser.add_argument("--max-frames", type=int, help="use at most this many frames per video")
     parser.add_argument("--wav2vec2", help="local wav2vec2 model folder (wav2vec2 presets)")
+    parser.add_argument("--face", help="face to track: index (0 = leftmost) or box x0,y0,x1,y1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from lipforcing.data.preprocess import preprocess
     from lipforcing.errors import UserError
     from lipforcing.media.audio import Wav2Vec2Features
+    from lipforcing.media.faces import parse_face
 
     try:
         preset = get_preset(args.preset)
@@ -46,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.wav2vec2:
             raise UserError(f"preset {preset.name} uses wav2vec2 features: pass --wav2vec2 DIR")
         w2v = Wav2Vec2Features(args.wav2vec2)
-    report = preprocess(args.inputs, args.out, preset, max_frames=args.max_frames, wav2vec2=w2v)
+    face = parse_face(args.face)
+    report = preprocess(
+        args.inputs, args.out, preset, max_frames=args.max_frames, wav2vec2=w2v, face=face
+    )
     for path, reason in report.failed.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(

@@ -38,7 +38,7 @@ from lipforcing.config import PresetConfig
 from lipforcing.errors import MediaError, UserError
 from lipforcing.media.align import warp_to_crop
 from lipforcing.media.audio import Wav2Vec2Features, audio_features
-from lipforcing.media.faces import FaceFollower, five_from_68, track_from_landmarks
+from lipforcing.media.faces import Box, FaceFollower, five_from_68, track_from_landmarks
 from lipforcing.media.io import iter_frames, read_audio, read_soundtrack
 from lipforcing.media.mask import mouth_mask
 
@@ -87,9 +87,9 @@ def _audio(path: Path, clip_audio: np.ndarray | None, sample_rate: int) -> np.nd
     return clip_audio
 
 
-def _scan(path: Path, fps: float, max_frames: int | None, landmarks_npz: np.ndarray | None):
+def _scan(path: Path, fps: float, max_frames: int | None, landmarks_npz: np.ndarray | None, face):
     """Pass 1: source indices, frame size, 5-point landmarks and boxes of every output frame."""
-    follow = FaceFollower()
+    follow = FaceFollower(face)
     index, points, boxes, hw = [], [], [], (0, 0)
     for i, frame in iter_frames(path, fps, max_frames=max_frames):
         index.append(i)
@@ -120,6 +120,7 @@ def build_shard(
     *,
     max_frames: int | None = None,
     wav2vec2: Wav2Vec2Features | None = None,
+    face: int | Box | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Read, track, crop and featurise one video; returns (arrays, meta) or raises MediaError.
 
@@ -129,7 +130,7 @@ def build_shard(
     media, acfg = preset.media, preset.audio
     start = time.perf_counter()
     npz = _npz_landmarks(path)
-    index, hw, landmarks, boxes = _scan(path, media.fps, max_frames, npz)
+    index, hw, landmarks, boxes = _scan(path, media.fps, max_frames, npz, face)
     found = np.isfinite(landmarks).all(axis=(1, 2))
     track = track_from_landmarks(landmarks, found, media, hw, boxes)
     detect_seconds = time.perf_counter() - start
@@ -195,6 +196,7 @@ def preprocess(
     *,
     max_frames: int | None = None,
     wav2vec2: Wav2Vec2Features | None = None,
+    face: int | Box | None = None,
     progress: bool = True,
 ) -> Report:
     """Preprocess every input into ``out_dir``; never stops on a bad file (see ``report.json``)."""
@@ -213,7 +215,9 @@ def preprocess(
             continue
         start = time.perf_counter()
         try:
-            arrays, meta = build_shard(path, preset, max_frames=max_frames, wav2vec2=wav2vec2)
+            arrays, meta = build_shard(
+                path, preset, max_frames=max_frames, wav2vec2=wav2vec2, face=face
+            )
         except UserError as e:
             report.failed[str(path)] = str(e)
             continue

@@ -4,7 +4,8 @@ Design choices:
 - Detector: dlib's HOG frontal-face detector (ships inside the dlib wheel) run on EVERY frame,
   downscaled so its longer side is ``DETECT_SIDE`` pixels (about 70 frames/s on one core for
   512 px frames). HOG finds faces of 80 px and up, so a frame without a face at that size is
-  searched again at twice the size, up to ``MAX_DETECT_SIDE`` (small faces in 4K frames).
+  searched again at twice the size, up to ``MAX_DETECT_SIDE`` or twice the frame (small faces
+  in 4K frames, faces under 80 px in small frames).
   MTCNN from facenet-pytorch was the first choice, but its package imports
   torchvision, which does not work here.
 - Landmarks: dlib's 68-point shape predictor (face-recognition-models) on the full-resolution
@@ -77,12 +78,12 @@ def _dlib():
 def detect_boxes(frame: np.ndarray, detect_side: int = DETECT_SIDE) -> np.ndarray:
     """Face boxes (N, 4) as (x0, y0, x1, y1) in frame pixels, largest first."""
     _, detector, _ = _dlib()
-    scale = min(1.0, detect_side / max(frame.shape[:2]))
-    small = (
-        frame
-        if scale == 1.0
-        else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    )
+    scale = detect_side / max(frame.shape[:2])
+    if scale == 1.0:
+        small = frame
+    else:
+        inter = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=inter)
     rects = detector(np.ascontiguousarray(small), 0)
     boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], float)
     boxes = boxes.reshape(-1, 4) / scale
@@ -136,10 +137,11 @@ def _choose(boxes: np.ndarray, previous: np.ndarray | None, face: int | Box | No
 
 
 def _sides(frame_side: int, start: int) -> list[int]:
-    """Detection sizes to try: ``start``, then doubling, ending with full resolution."""
-    sides = [start]
-    while sides[-1] < min(frame_side, MAX_DETECT_SIDE):
-        sides.append(min(2 * sides[-1], frame_side, MAX_DETECT_SIDE))
+    """Detection sizes to try: ``start``, then doubling, up to twice the frame (small faces)."""
+    limit = min(2 * frame_side, MAX_DETECT_SIDE)
+    sides = [min(start, limit)]
+    while sides[-1] < limit:
+        sides.append(min(2 * sides[-1], limit))
     return sides
 
 
@@ -269,6 +271,23 @@ def mouth_landmarks(frames: np.ndarray, face: int | Box | None = None) -> np.nda
     return points[:, 48:68]
 
 
+def parse_face(text: str | None) -> int | Box | None:
+    """CLI spelling of the face choice: "" / None = largest, "1" = index, "x0,y0,x1,y1" = box."""
+    if not text:
+        return None
+    parts = text.split(",")
+    try:
+        if len(parts) == 1 and int(parts[0]) >= 0:
+            return int(parts[0])
+        if len(parts) == 4:
+            x0, y0, x1, y1 = map(float, parts)
+            if x1 > x0 and y1 > y0:
+                return (x0, y0, x1, y1)
+    except ValueError:
+        pass
+    raise UserError(f"--face must be an index (0 = leftmost) or a box x0,y0,x1,y1, got {text!r}")
+
+
 def require_face(track: FaceTrack, name: str) -> None:
     """Raise a one-line MediaError when the track never saw a face."""
     if not track.found.any():
@@ -283,6 +302,7 @@ __all__ = [
     "detect_landmarks",
     "five_from_68",
     "mouth_landmarks",
+    "parse_face",
     "require_face",
     "track_faces",
     "track_from_landmarks",
