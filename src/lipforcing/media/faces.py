@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -49,7 +49,7 @@ class FaceTrack:
     found: np.ndarray  # (T,) bool, a face was detected in the frame
     landmarks: np.ndarray  # (T, 5, 2) pixel 5-point landmarks, NaN where not found
     raw_transforms: np.ndarray  # (T, 2, 3) before temporal smoothing
-    boxes: np.ndarray = field(default=None)  # (T, 4) face boxes, NaN where not found
+    boxes: np.ndarray  # (T, 4) face boxes (x0, y0, x1, y1), NaN where not found or unknown
     detect_seconds: float = 0.0  # wall time spent detecting and fitting landmarks
 
     @property
@@ -69,7 +69,10 @@ def _model_path(name: str) -> str:
 
 @functools.cache
 def _dlib():
-    import dlib
+    try:
+        import dlib
+    except ImportError:
+        raise UserError("face detection needs dlib (pip install dlib-bin)") from None
 
     predictor = dlib.shape_predictor(_model_path("shape_predictor_68_face_landmarks.dat"))
     return dlib, dlib.get_frontal_face_detector(), predictor
