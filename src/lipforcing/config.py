@@ -79,7 +79,7 @@ class ModelConfig:
     timestep_scale: float = 1000.0  # Wan embeds 1000 * t (its timesteps run 0..1000)
     attention: Literal["bidirectional", "block_causal"] = "bidirectional"  # teacher / student
     chunk_frames: int = 3  # latent frames per causal block (block_causal only)
-    mask_window: tuple[int, int] | None = None  # (sink, window) frames: mask keys like the cache
+    mask_window: tuple[int, int] | None = None  # (sink, window): train on the KV cache's view
 
     def __post_init__(self) -> None:
         if self.dim % self.num_heads:
@@ -91,6 +91,8 @@ class ModelConfig:
             and self.audio_first_layer + self.num_audio_layers > self.num_layers
         ):
             raise ValueError("audio blocks (audio_first_layer + audio layers) exceed num_layers")
+        if self.mask_window is not None and self.mask_window[1] < self.chunk_frames:
+            raise ValueError("mask_window's window must hold at least one chunk")
         if self.audio_first_layer < 0 or self.num_audio_layers < 0:
             raise ValueError("audio_first_layer and audio_layers must be >= 0")
 

@@ -30,6 +30,16 @@ from lipforcing.models.rope import Rotary, apply_rope
 
 
 @dataclass
+class ChunkWindow:
+    """One query chunk of a windowed whole-sequence pass: the keys the KV cache would hold."""
+
+    q: slice  # the chunk's tokens
+    k_index: Tensor  # (Lk,) token indices of sink + window frames, in cache-slot order
+    rope_q: Rotary  # queries rotated by their cache slots
+    rope_k: Rotary  # keys rotated by their cache slots
+
+
+@dataclass
 class AttentionPlan:
     """What every block's self-attention needs for one forward pass."""
 
@@ -37,6 +47,7 @@ class AttentionPlan:
     rope_k: Rotary  # rotation of the keys (cached entries, then the input tokens)
     mask: BlockCausal | None  # None: full attention over the keys
     cache: KVCache | None  # the student's cache, or None for a whole-sequence pass
+    windows: list[ChunkWindow] | None = None  # sink + window training pass, per query chunk
 
 
 class RMSNorm(nn.Module):
@@ -91,10 +102,19 @@ class SelfAttention(nn.Module):
         q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # (B, L, H, d)
         k = self.norm_k(self.k(x)).unflatten(2, (self.num_heads, -1))
         v = self.v(x).unflatten(2, (self.num_heads, -1))
+        if plan.windows is not None:
+            out = torch.cat([self._window(q, k, v, w) for w in plan.windows], dim=1)
+            return self.o(out.flatten(2))
         if plan.cache is not None:  # prepend the cached (unrotated) keys and values
             k, v = plan.cache.view(layer, k, v)
         out = attention(apply_rope(q, plan.rope_q), apply_rope(k, plan.rope_k), v, plan.mask)
         return self.o(out.flatten(2))
+
+    @staticmethod
+    def _window(q: Tensor, k: Tensor, v: Tensor, w: ChunkWindow) -> Tensor:
+        """One chunk attending to exactly the entries (and slot positions) of the KV cache."""
+        k_w, v_w = k[:, w.k_index], v[:, w.k_index]
+        return attention(apply_rope(q[:, w.q], w.rope_q), apply_rope(k_w, w.rope_k), v_w)
 
 
 class CrossAttention(nn.Module):

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from lipforcing.config import ModelConfig
 from lipforcing.models.attention import BlockCausal
 from lipforcing.models.audio import add_audio, audio_layer_index, build_audio_modules
-from lipforcing.models.blocks import AttentionPlan, DiTBlock, Head
+from lipforcing.models.blocks import AttentionPlan, ChunkWindow, DiTBlock, Head
 from lipforcing.models.conditioning import LipSyncCond
 from lipforcing.models.kv_cache import KVCache
 from lipforcing.models.rope import rope_tables
@@ -205,11 +205,34 @@ class LipSyncDiT(nn.Module):
             rope_k = rope_tables(k_pos, (h, w), cfg.head_dim, cfg.rope_theta)
             return AttentionPlan(rope_q, rope_k, None, cache)
         rope = rope_tables(torch.arange(f, device=device), (h, w), cfg.head_dim, cfg.rope_theta)
+        if cfg.attention == "block_causal" and cfg.mask_window is not None:
+            return AttentionPlan(rope, rope, None, None, self._windows(grid, device))
         mask = None
-        if cfg.attention == "block_causal" and (f > cfg.chunk_frames or cfg.mask_window):
-            sink, window = cfg.mask_window or (None, None)
-            mask = BlockCausal(f, h * w, cfg.chunk_frames, sink, window)
+        if cfg.attention == "block_causal" and f > cfg.chunk_frames:
+            mask = BlockCausal(f, h * w, cfg.chunk_frames)
         return AttentionPlan(rope, rope, mask, None)
+
+    def _windows(self, grid: tuple[int, int, int], device: torch.device) -> list[ChunkWindow]:
+        """Per query chunk, the frames and slot positions the KV cache would give it.
+
+        Chunk [start, end) sees the sink frames [0, sink) and the frames [end - window, end),
+        rotated by their index in that list - the cache's slots - so a windowed training pass
+        equals cached generation at any stream length.
+        """
+        cfg = self.cfg
+        f, h, w = grid
+        sink, window = cfg.mask_window
+        s, out = h * w, []
+        for start in range(0, f, cfg.chunk_frames):
+            end = min(start + cfg.chunk_frames, f)
+            frames = [*range(min(sink, end)), *range(max(sink, end - window), end)]
+            idx = torch.tensor(frames, device=device)
+            slots = torch.arange(len(frames), device=device)
+            rope_k = rope_tables(slots, (h, w), cfg.head_dim, cfg.rope_theta)
+            rope_q = rope_tables(slots[start - end :], (h, w), cfg.head_dim, cfg.rope_theta)
+            k_index = (idx[:, None] * s + torch.arange(s, device=device)).flatten()
+            out.append(ChunkWindow(slice(start * s, end * s), k_index, rope_q, rope_k))
+        return out
 
     def _check(self, x_t: Tensor, t: Tensor, cond: LipSyncCond, cache: KVCache | None) -> None:
         cfg = self.cfg
