@@ -86,8 +86,8 @@ def test_eviction_keeps_sink_and_recent_frames():
 
 
 @torch.no_grad()
-def test_windowed_mask_matches_cache_while_positions_agree():
-    """The windowed training mask sees what the cache holds (checked on visibility)."""
+def test_windowed_block_causal_mask_visibility():
+    """The windowed mask shows each chunk the sink and the window frames, as the cache does."""
     m = BlockCausal(
         num_frames=12, tokens_per_frame=1, chunk_frames=3, sink_frames=1, window_frames=6
     )
