@@ -6,14 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from streaming_inputs import face_frames, speech_like
 
 from lipforcing.errors import MediaError, UserError
 from lipforcing.streaming.engine import ChunkEngine
 from lipforcing.streaming.offline import lipsync_offline
 from lipforcing.streaming.session import StreamSession
 from lipforcing.streaming.source import Source, pingpong_index
-
-from .conftest import face_frames, speech_like
 
 SECONDS = 1.9  # 48 frames: a 9-frame chunk and four 12-frame chunks, the source (20) loops
 
@@ -64,6 +63,17 @@ def test_streaming_equals_offline(pipeline, source):
 
     manual = manual_chunks(pipeline, source, audio, seed=3)[:n]
     assert np.array_equal(manual, offline.frames)
+
+
+def test_output_is_causal_and_follows_the_audio(pipeline, source):
+    a = speech_like(1.9, seed=7)
+    b = a.copy()
+    b[16_000:] = speech_like(0.9, seed=8)[: len(a) - 16_000]  # differs from frame 25 on
+    fa = lipsync_offline(pipeline, source, a, seed=0).frames
+    fb = lipsync_offline(pipeline, source, b, seed=0).frames
+    # chunks cover frames [0, 9), [9, 21), [21, 33), ...; [9, 21) reads audio up to frame 24
+    assert np.array_equal(fa[:21], fb[:21])
+    assert not np.array_equal(fa[21:33], fb[21:33])
 
 
 def test_chunk_layout_and_source_order(pipeline, source):

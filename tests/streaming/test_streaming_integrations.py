@@ -6,10 +6,9 @@ import asyncio
 
 import numpy as np
 import pytest
+from streaming_inputs import speech_like
 
 from lipforcing.streaming.session import StreamSession
-
-from .conftest import speech_like
 
 
 def int16(x: np.ndarray) -> np.ndarray:

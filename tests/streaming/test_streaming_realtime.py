@@ -6,10 +6,9 @@ import asyncio
 import time
 
 import numpy as np
+from streaming_inputs import speech_like
 
 from lipforcing.streaming.session import StreamSession
-
-from .conftest import speech_like
 
 
 def take(it, n):
@@ -41,12 +40,12 @@ def test_idle_speech_and_clear(pipeline, source):
     assert session.stats.ttff_s is not None and session.stats.ttff_s < 5.0
 
     session.push_audio(speech_like(3.0, seed=1))
-    take(it, 5)
+    more = take(it, 5)
     session.clear()
     assert session.pending_seconds == 0
     after = take(it, 40)
     assert sum(f.speech for f in after[15:]) == 0  # at most a lead's worth was already out
-    ts = [f.timestamp for f in idle + frames + after]
+    ts = [f.timestamp for f in idle + frames + more + after]
     assert np.allclose(np.diff(ts), 1 / 25)
     session.stop()
 

@@ -10,11 +10,10 @@ import time
 import cv2
 import numpy as np
 import pytest
+from streaming_inputs import speech_like
 
 from lipforcing.errors import UserError
 from lipforcing.streaming.server import ServerLimits, check_bind, create_app, decode_frame
-
-from .conftest import speech_like
 
 TOKEN = "s3cret-token"
 

@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         print(REAL_WEIGHTS_NOTE)
     print(f"{label}; checkpoint {pipeline.checkpoint}")
 
+    from lipforcing.streaming.engine import warmup
+
+    warmup(pipeline, source)  # start-up costs (librosa JIT, first kernels) are not stream time
     run_ = stream_as_live(pipeline, source, audio, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         max_session_s=args.max_session_s,
         idle_timeout_s=args.idle_timeout_s,
     )
+    from lipforcing.streaming.engine import warmup
+
+    warmup(pipeline, source)  # one-off start-up costs before the first client, not in its TTFF
     app = create_app(pipeline, source, token=args.token, limits=limits, sample_audio=sample.audio)
     query = f"?token={args.token}" if args.token else ""
     print(f"lipforcing serving {pipeline.checkpoint} at http://{args.host}:{args.port}/{query}")

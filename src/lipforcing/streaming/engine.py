@@ -237,6 +237,13 @@ class ChunkEngine:
         return (x.permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0).contiguous()
 
 
+def warmup(pipeline: Pipeline, source: Source) -> float:
+    """Run one silent chunk so one-off start-up costs (librosa's mel filters and JIT, first
+    kernel launches) do not land in a live stream's first frame. Returns its wall time, s."""
+    engine = ChunkEngine(pipeline, source)
+    return engine.step(np.zeros(engine.next_samples(), np.float32)).compute_s
+
+
 def _to_uint8(video: Tensor) -> np.ndarray:
     """(3, t, S, S) in [-1, 1] -> (t, S, S, 3) uint8."""
     x = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

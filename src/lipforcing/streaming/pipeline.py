@@ -71,14 +71,26 @@ class Pipeline:
         return pipe
 
     @classmethod
-    def random(cls, preset: PresetConfig, *, seed: int = 0, device: str = "cpu") -> Pipeline:
-        """Randomly initialised student + codec of ``preset`` (tests, benchmarks of speed)."""
+    def random(
+        cls, preset: PresetConfig, *, seed: int = 0, device: str = "cpu", perturb: float = 0.02
+    ) -> Pipeline:
+        """Randomly initialised student + codec of ``preset`` (tests, benchmarks of speed).
+
+        A freshly initialised DiT predicts exactly 0 (zero-initialised gates and head), which
+        would make its output ignore every condition; ``perturb`` adds seeded N(0, perturb^2)
+        noise to every weight so that the output depends on the audio, the source and the
+        cache, and equivalence tests can fail.
+        """
         from lipforcing.codecs import build_codec
         from lipforcing.models import build_model
 
         preset = preset.with_attention("block_causal")
         torch.manual_seed(seed)
         model = build_model(preset.model)
+        if perturb:
+            with torch.no_grad():
+                for param in model.parameters():
+                    param.add_(perturb * torch.randn_like(param))
         torch.manual_seed(seed + 1)
         codec = build_codec(preset.codec)
         return cls._ready(model, codec, preset, device, torch.float32, f"random(seed={seed})")
