@@ -83,3 +83,18 @@ def test_audio_pack_matches_omniavatar_layout():
         pack.proj(ref[:, :, 0, 0]), (7,), pack.norm_out.weight, pack.norm_out.bias
     )
     assert torch.allclose(pack(audio), ref, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_flex_block_mask_matches_boolean_mask_on_cpu():
+    """The BlockMask the CUDA path uses, run through eager flex attention on the CPU."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from lipforcing.models.attention import _block_mask
+
+    g = torch.Generator().manual_seed(3)
+    mask = BlockCausal(9, 16, 3, 1, 6)
+    q, k, v = (torch.randn(1, 2, 144, 16, generator=g) for _ in range(3))
+    out = flex_attention(q, k, v, block_mask=_block_mask(mask, "cpu"))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask.token_mask())
+    assert (out - ref).abs().max() < 1e-5
