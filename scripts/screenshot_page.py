@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--random", action="store_true", help="random tiny weights")
     ap.add_argument("--wait", type=float, default=6.0, help="seconds of streaming before the shot")
     ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--video", help="source video (default: the built-in SynthTalk face)")
+    ap.add_argument("--audio", help="speech the page streams (default: built-in SynthTalk speech)")
     args = ap.parse_args()
 
     token = secrets.token_hex(8)
@@ -59,8 +61,19 @@ def start_server(args, token: str, port: int) -> None:
 
     ckpt = args.checkpoint or (None if args.random else shipped_asset("student.safetensors"))
     pipeline = Pipeline.load(ckpt) if ckpt else Pipeline.random(tiny())
-    sample = builtin_sample(pipeline.preset, seconds=8.0)
-    app = create_app(pipeline, sample.source, token=token, sample_audio=sample.audio)
+    if args.video:
+        from lipforcing.media.io import read_audio
+        from lipforcing.streaming.source import Source
+
+        source = Source.from_file(args.video, pipeline.preset.media)
+        audio = read_audio(args.audio, sample_rate=pipeline.preset.audio.sample_rate)[: 16_000 * 8]
+    else:
+        sample = builtin_sample(pipeline.preset, seconds=8.0)
+        source, audio = sample.source, sample.audio
+    from lipforcing.streaming.engine import warmup
+
+    warmup(pipeline, source)
+    app = create_app(pipeline, source, token=token, sample_audio=audio)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

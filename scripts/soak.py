@@ -28,6 +28,8 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=10.0, help="stream seconds between samples")
     ap.add_argument("--checkpoint", help="student checkpoint (default: built-in, else random)")
     ap.add_argument("--random", action="store_true", help="random tiny weights")
+    ap.add_argument("--video", help="source video (default: the built-in SynthTalk face)")
+    ap.add_argument("--audio", help="speech to loop (default: the built-in SynthTalk speech)")
     args = ap.parse_args()
 
     import psutil
@@ -39,11 +41,18 @@ def main() -> None:
 
     ckpt = args.checkpoint or (None if args.random else shipped_asset("student.safetensors"))
     pipeline = Pipeline.load(ckpt) if ckpt else Pipeline.random(tiny())
-    sample = builtin_sample(pipeline.preset, seconds=10.0)
-    loop = sample.audio
     rate = pipeline.preset.audio.sample_rate
+    if args.video:
+        from lipforcing.media.io import read_audio
+        from lipforcing.streaming.source import Source
+
+        source = Source.from_file(args.video, pipeline.preset.media)
+        loop = read_audio(args.audio, sample_rate=rate)
+    else:
+        sample = builtin_sample(pipeline.preset, seconds=10.0)
+        source, loop = sample.source, sample.audio
     total = int(args.minutes * 60 * rate)
-    session = StreamSession(pipeline, sample.source, seed=0)
+    session = StreamSession(pipeline, source, seed=0)
     spf = session.engine.spf
 
     def audio_at(start: int, count: int) -> np.ndarray:

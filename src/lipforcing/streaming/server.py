@@ -358,6 +358,8 @@ class _Connection:
         except UserError as e:
             await _send_error(self.ws, str(e), ended=True)
         except Exception as e:  # a failed generation, or the client went away mid-send
+            if _is_disconnect(e):
+                return
             log.exception("session failed")
             with contextlib.suppress(Exception):
                 await _send_error(self.ws, f"session failed: {type(e).__name__}: {e}", ended=True)
@@ -379,6 +381,11 @@ class _Connection:
                 except Exception:
                     pass
                 return
+
+
+def _is_disconnect(e: BaseException) -> bool:
+    """The peer went away (Starlette, uvicorn and websockets each name it differently)."""
+    return "Disconnect" in type(e).__name__ or "ConnectionClosed" in type(e).__name__
 
 
 def _stats(session: StreamSession) -> dict:
