@@ -158,3 +158,14 @@ def test_windowed_training_pass_equals_cache_beyond_the_window():
     plain = dataclasses.replace(cfg, mask_window=None)  # absolute positions, all history
     model.cfg = plain
     assert (model(x, t, cond)[:, :, 9:] - full[:, :, 9:]).abs().max() > 1e-3
+
+
+def test_cache_allocated_in_inference_mode_works_outside_it():
+    cfg = small_config()
+    model = randomized(cfg)
+    with torch.inference_mode():
+        cache = _cache(cfg, CausalConfig())
+    cond = random_cond(cfg, 3, HW)
+    with torch.no_grad():  # not inference mode: in-place writes must still be allowed
+        model(torch.randn(1, 16, 3, *HW), torch.zeros(1), cond, cache, update_cache=True)
+    assert cache.frames == 3

@@ -61,10 +61,12 @@ class KVCache:
         """Preallocate (sink + window) frames of keys and values for every layer."""
         tokens = cfg.tokens_per_frame(latent_hw)
         shape = (cfg.num_layers, batch, causal_cfg.cache_frames * tokens, cfg.num_heads)
-        k = torch.zeros(*shape, cfg.head_dim, device=device, dtype=dtype)
+        with torch.inference_mode(False):  # normal tensors: usable in and out of inference mode
+            k = torch.zeros(*shape, cfg.head_dim, device=device, dtype=dtype)
+            v = torch.zeros_like(k)
         return cls(
             k,
-            torch.zeros_like(k),
+            v,
             tokens,
             causal_cfg.sink_frames,
             causal_cfg.window_frames,
