@@ -312,3 +312,105 @@ def get_preset(name: str) -> PresetConfig:
         return PRESETS[name]()
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """AdamW with linear warm-up, gradient clipping and accumulation (spec section 7)."""
+
+    lr: float = 1e-5  # peak learning rate
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int = 1000  # optimiser steps of linear warm-up from 0 to lr
+    grad_clip: float = 10.0  # max global grad norm
+    batch_size: int = 64  # effective (global) batch per optimiser step
+    micro_batch: int = 1  # samples per process per forward; accumulation fills the rest
+    steps: int = 5000  # optimiser steps
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.steps < 0 or self.micro_batch < 1 or self.batch_size < 1:
+            raise ValueError(f"invalid optimiser config: {self}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherTrainConfig:
+    """Bidirectional teacher: flow matching on masked-mouth inpainting (ours where silent)."""
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, steps=5000))
+    latent_frames: int = 21  # latent frames per training clip (81 video frames)
+    audio_drop: float = 0.1  # probability of dropping the audio only (CFG "audio" mode)
+    all_drop: float = 0.1  # probability of dropping audio + references (CFG "all" mode)
+    mouth_weight: float = 1.0  # extra loss weight inside the latent mouth mask (1 = uniform)
+    shift: float = 5.0  # t = shift(u), u ~ U(0, 1): Wan's shifted training-time distribution
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffusionForcingConfig:
+    """Stage 1: per-chunk timesteps drawn from the student grid {tau_0, tau_30}."""
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, steps=5000))
+    latent_frames: int = 21  # latent frames per training clip (7 chunks of 3)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DMDConfig:
+    """Stage 2: Self Forcing DMD with Sync-Window CFG and the SyncNet reward (spec section 7)."""
+
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=2e-6, betas=(0.0, 0.999), warmup_steps=0, steps=600)
+    )
+    critic_lr: float = 2e-6  # fake-score critic learning rate
+    critic_steps: int = 5  # critic updates per student update
+    num_chunks: int = 7  # chunks per rollout (21 latent frames)
+    t_min: float = 0.001  # DMD time u ~ U[t_min, t_max], t = shift(u)
+    t_max: float = 0.999
+    guidance: Literal["static", "window", "none"] = "window"  # teacher CFG schedule
+    reward_beta: float = 2.0  # w = exp(beta * R); 0 disables the reward
+    reward: bool = True  # weight the generator loss by the SyncNet reward
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeConfig:
+    """The whole chain on one preset: teacher -> Stage 1 -> Stage 2."""
+
+    preset: str = "wan-1.3b"  # model preset name
+    teacher: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
+    stage1: DiffusionForcingConfig = field(default_factory=DiffusionForcingConfig)
+    stage2: DMDConfig = field(default_factory=DMDConfig)
+
+
+def paper_recipe() -> RecipeConfig:
+    """The paper's numbers at Wan 1.3B scale."""
+    return RecipeConfig()
+
+
+def tiny_recipe(quick: bool = False) -> RecipeConfig:
+    """CPU scale (2 cores): higher learning rates, short warm-up, small batches, 3-chunk clips.
+
+    Tiny models start from scratch (no Wan weights), so lrs are 100x-1000x the paper's fine-tune
+    values; effective batch 8; clips of 9 latent frames (33 video frames, 3 chunks).
+    """
+    k = 0.1 if quick else 1.0
+    opt = OptimConfig(lr=1e-3, warmup_steps=50, batch_size=8, micro_batch=8, steps=1)
+    return RecipeConfig(
+        preset="tiny",
+        teacher=TeacherTrainConfig(
+            optim=dataclasses.replace(opt, steps=int(1500 * k)), latent_frames=9
+        ),
+        stage1=DiffusionForcingConfig(
+            optim=dataclasses.replace(opt, lr=3e-4, warmup_steps=20, steps=int(600 * k)),
+            latent_frames=9,
+        ),
+        stage2=DMDConfig(
+            optim=dataclasses.replace(
+                opt, lr=2e-5, betas=(0.0, 0.999), warmup_steps=0, batch_size=4, micro_batch=4,
+                steps=int(150 * k),
+            ),
+            critic_lr=2e-5,
+            critic_steps=5,
+            num_chunks=3,
+        ),
+    )

@@ -1,0 +1,70 @@
+"""Process-group plumbing: torchrun or a single process, FSDP2 on GPU, gradient averaging on CPU.
+
+One code path for 1 or N processes: a single process is a world of size 1. On CUDA (NCCL) the
+trainee is sharded with FSDP2 ``fully_shard`` per DiT block, then the root (bf16 params, fp32
+reduce). On CPU (gloo, which lacks reduce-scatter for FSDP2) parameters stay replicated and
+gradients are all-reduced (mean) before the optimiser step, which gives the same update.
+Frozen teacher / critic-target / codec / SyncNet are never wrapped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); starts a process group when launched by torchrun."""
+    if "RANK" in os.environ and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def print0(*args, **kwargs) -> None:
+    """Print on rank 0 only."""
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """FSDP2 on CUDA (per block, then root, bf16 params, fp32 reduce); unchanged on CPU."""
+    if not (dist.is_initialized() and torch.cuda.is_available()):
+        return model
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for block in model.blocks:
+        fully_shard(block, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
+    return model
+
+
+def average_gradients(model: nn.Module) -> None:
+    """Mean of gradients over processes (CPU/gloo path; FSDP2 reduces by itself)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1 or torch.cuda.is_available():
+        return
+    world = dist.get_world_size()
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
+
+
+def all_mean(value: float) -> float:
+    """Mean of a scalar metric over processes."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()

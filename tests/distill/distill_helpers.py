@@ -1,0 +1,59 @@
+"""Toy models and batches shared by the distillation tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from lipforcing.config import ModelConfig
+from lipforcing.models import build_model
+from lipforcing.models.conditioning import LipSyncCond
+
+HW = (4, 4)
+CFG = ModelConfig(
+    dim=32,
+    ffn_dim=64,
+    num_heads=2,
+    num_layers=2,
+    text_dim=8,
+    text_len=2,
+    use_text_context=False,
+    null_context_len=2,
+    audio_feature_dim=6,
+    audio_first_layer=0,
+    audio_layers=1,
+    attention="block_causal",
+)
+
+
+def toy_model(attention: str = "block_causal", seed: int = 0):
+    torch.manual_seed(seed)
+    m = build_model(dataclasses.replace(CFG, attention=attention))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return m
+
+
+def toy_cond(batch: int, frames: int, seed: int = 0) -> LipSyncCond:
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*s):
+        return torch.randn(*s, generator=g)
+
+    return LipSyncCond(
+        r(batch, 16, frames, *HW),
+        (r(batch, 1, frames, *HW) > 0).float(),
+        r(batch, 16, frames, *HW),
+        r(batch, 16, frames, *HW),
+        r(batch, 4 * frames, CFG.audio_feature_dim),
+    )
+
+
+def toy_batch(batch: int, frames: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed + 1)
+    return {
+        "x0": torch.randn(batch, 16, frames, *HW, generator=g),
+        "cond": toy_cond(batch, frames, seed),
+    }
