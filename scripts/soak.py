@@ -52,6 +52,9 @@ def main() -> None:
         sample = builtin_sample(pipeline.preset, seconds=10.0)
         source, loop = sample.source, sample.audio
     total = int(args.minutes * 60 * rate)
+    from lipforcing.streaming.engine import warmup
+
+    warmup(pipeline, source)
     session = StreamSession(pipeline, source, seed=0)
     spf = session.engine.spf
 
