@@ -45,15 +45,15 @@ class Pipeline:
 
         ``wav2vec2`` is a local wav2vec2 model directory, needed by presets with wav2vec2 audio.
         """
-        from lipforcing.codecs import load_codec
-        from lipforcing.models.checkpoints import load_checkpoint
-
         checkpoint = Path(checkpoint)
         if not checkpoint.is_file():
             raise CheckpointError(f"no student checkpoint at {checkpoint}; {TRAIN_HINT}")
         codec = Path(codec) if codec is not None else checkpoint.with_name("codec.safetensors")
         if not codec.is_file():
             raise CheckpointError(f"no codec checkpoint at {codec}; pass --codec PATH")
+        from lipforcing.codecs import load_codec
+        from lipforcing.models.checkpoints import load_checkpoint
+
         model, preset = load_checkpoint(checkpoint)
         if preset.model.attention != "block_causal":
             raise CheckpointError(
