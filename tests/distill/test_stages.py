@@ -1,0 +1,75 @@
+"""Stage runners end to end on a toy preset and a random latent cache (no codec needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from lipforcing.config import (
+    DiffusionForcingConfig,
+    DMDConfig,
+    OptimConfig,
+    TeacherTrainConfig,
+    tiny,
+)
+from lipforcing.distill.stages import run_stage1, run_stage2, run_teacher
+from lipforcing.models.checkpoints import load_checkpoint
+
+
+def toy_preset():
+    p = tiny()
+    model = dataclasses.replace(
+        p.model, dim=32, ffn_dim=64, num_layers=2, audio_layers=1, audio_first_layer=0
+    )
+    codec = dataclasses.replace(p.codec, image_size=32)
+    media = dataclasses.replace(p.media, crop_size=32)
+    return dataclasses.replace(p, model=model, codec=codec, media=media)
+
+
+def toy_cache(preset, n=4, frames=6):
+    g = torch.Generator().manual_seed(0)
+    lat = (n, 16, frames, 4, 4)
+    return {
+        "x0": torch.randn(lat, generator=g),
+        "masked": torch.randn(lat, generator=g),
+        "ref": torch.randn(n, 16, 1, 4, 4, generator=g),
+        "ref_seq": torch.randn(lat, generator=g),
+        "audio": torch.randn(n, 1 + 4 * (frames - 1), preset.audio.feature_dim, generator=g),
+        "mask": (torch.arange(32)[:, None] > 16).float().expand(32, 32).contiguous(),
+    }
+
+
+def test_teacher_stage1_stage2_run_and_skip_when_done(tmp_path):
+    preset, opt = (
+        toy_preset(),
+        OptimConfig(lr=1e-3, warmup_steps=1, batch_size=2, micro_batch=2, steps=2),
+    )
+    cache = toy_cache(preset)
+    teacher = run_teacher(
+        cache, preset, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "t"
+    )
+    s1 = run_stage1(
+        cache, teacher, DiffusionForcingConfig(optim=opt, latent_frames=6), tmp_path / "s1"
+    )
+    seen = []
+
+    def reward(x0, batch):
+        seen.append(x0.requires_grad)
+        return torch.zeros(x0.shape[0])
+
+    dmd = DMDConfig(
+        optim=dataclasses.replace(opt, steps=1, betas=(0.0, 0.999)), critic_steps=2, num_chunks=2
+    )
+    s2 = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2", reward_fn=reward)
+    t_model, t_preset = load_checkpoint(teacher)
+    s1_model, s_preset = load_checkpoint(s1)
+    s2_model, _ = load_checkpoint(s2)
+    assert t_preset.model.attention == "bidirectional"
+    assert s_preset.model.attention == "block_causal"
+    assert seen == [False]  # the reward sees a detached rollout, once per student step
+    changed = [not torch.equal(a, b) for a, b in zip(s1_model.parameters(), s2_model.parameters())]
+    assert any(changed)
+    mtime = s2.stat().st_mtime_ns
+    assert run_stage2(cache, s1, teacher, dmd, tmp_path / "s2") == s2  # skipped
+    assert s2.stat().st_mtime_ns == mtime
