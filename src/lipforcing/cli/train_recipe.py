@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Stage-2 teacher CFG schedule (ablation)",
     )
     parser.add_argument("--no-reward", action="store_true", help="Stage 2 without SyncNet reward")
+    parser.add_argument("--teacher-steps", type=int, help="override teacher optimiser steps")
+    parser.add_argument("--stage1-steps", type=int, help="override Stage-1 optimiser steps")
     parser.add_argument("--stage2-steps", type=int, help="override Stage-2 student updates")
 
 
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from lipforcing.cli.train_teacher import with_steps
     from lipforcing.config import get_preset, tiny_recipe
     from lipforcing.distill import recipe
 
@@ -44,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rc = tiny_recipe(args.quick)
     s2 = dataclasses.replace(rc.stage2, guidance=args.guidance, reward=not args.no_reward)
-    if args.stage2_steps is not None:
-        s2 = dataclasses.replace(s2, optim=dataclasses.replace(s2.optim, steps=args.stage2_steps))
-    rc = dataclasses.replace(rc, stage2=s2)
+    rc = dataclasses.replace(
+        rc,
+        teacher=with_steps(rc.teacher, args.teacher_steps),
+        stage1=with_steps(rc.stage1, args.stage1_steps),
+        stage2=with_steps(s2, args.stage2_steps),
+    )
     preset = get_preset(rc.preset)
     t0 = time.perf_counter()
     report = recipe.run_recipe(
