@@ -392,14 +392,14 @@ def tiny_recipe(quick: bool = False) -> RecipeConfig:
 
     Tiny models start from scratch (no Wan weights), so lrs are 10x-100x the paper's fine-tune
     values; clips of 6 latent frames (21 video frames, 2 chunks). The default schedule is sized
-    for ~30-40 min on 2 cores (teacher 400, Stage 1 200, Stage 2 60 steps); ``quick`` is ~15%.
+    for ~30-40 min on 2 cores (teacher 600, Stage 1 200, Stage 2 60 steps); ``quick`` is ~15%.
     """
     k = 0.15 if quick else 1.0
     opt = OptimConfig(lr=1e-3, warmup_steps=40, batch_size=8, micro_batch=8, steps=1)
     return RecipeConfig(
         preset="tiny",
         teacher=TeacherTrainConfig(
-            optim=dataclasses.replace(opt, steps=int(400 * k)), latent_frames=6
+            optim=dataclasses.replace(opt, steps=int(600 * k)), latent_frames=6
         ),
         stage1=DiffusionForcingConfig(
             optim=dataclasses.replace(opt, lr=3e-4, warmup_steps=10, steps=int(200 * k)),
