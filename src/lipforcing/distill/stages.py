@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lipforcing.config import DiffusionForcingConfig, DMDConfig, PresetConfig, TeacherTrainConfig
 from lipforcing.distill.checkpointing import load_state, save_state
 from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
-from lipforcing.distill.distributed import print0
+from lipforcing.distill.distributed import print0, shard_model
 from lipforcing.distill.dmd import critic_step, student_step
 from lipforcing.distill.latents import batch_indices, make_batch, micro_generator
 from lipforcing.distill.loop import train
@@ -43,6 +43,15 @@ def _logger(run_dir: Path):
         writer.flush()
 
     return log
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the current process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _sampler(cache: dict, preset: PresetConfig, micro: int, frames: int):
@@ -67,7 +76,19 @@ def run_teacher(
     model = build_model(preset.model)
     sample = _sampler(cache, preset, cfg.optim.micro_batch, cfg.latent_frames)
     step = lambda m, g: teacher_step(m, sample(g), cfg, g)  # noqa: E731
-    losses = train(model, step, cfg.optim, run_dir, seed=seed, desc="teacher", log=_logger(run_dir))
+    rank, world = _world()
+    model = shard_model(model)
+    losses = train(
+        model,
+        step,
+        cfg.optim,
+        run_dir,
+        seed=seed,
+        rank=rank,
+        world=world,
+        desc="teacher",
+        log=_logger(run_dir),
+    )
     save_checkpoint(
         final,
         model,
@@ -95,7 +116,19 @@ def run_stage1(
     def step(m, g):
         return diffusion_forcing_step(m, sample(g), cfg, preset.causal, preset.schedule, g)
 
-    losses = train(model, step, cfg.optim, run_dir, seed=seed, desc="stage1", log=_logger(run_dir))
+    rank, world = _world()
+    model = shard_model(model)
+    losses = train(
+        model,
+        step,
+        cfg.optim,
+        run_dir,
+        seed=seed,
+        rank=rank,
+        world=world,
+        desc="stage1",
+        log=_logger(run_dir),
+    )
     save_checkpoint(
         final,
         model,
@@ -132,7 +165,9 @@ def run_stage2(
     student, preset = load_checkpoint(student_path)
     teacher, _ = load_checkpoint(teacher_path)
     critic, _ = load_checkpoint(teacher_path)
-    teacher.requires_grad_(False).eval()
+    teacher.requires_grad_(False).eval()  # frozen, never sharded with the trainees
+    rank, world = _world()
+    student, critic = shard_model(student), shard_model(critic)
     causal, schedule = preset.causal, preset.schedule
     frames = cfg.num_chunks * causal.chunk_frames
     micro = cfg.optim.micro_batch
@@ -155,12 +190,12 @@ def run_stage2(
     ):
         # 1. Critic: flow matching on fresh student samples, critic_steps updates.
         for k in range(cfg.critic_steps):
-            g = micro_generator(seed, step, 1000 + k)
+            g = micro_generator(seed, step, 1000 + k * world + rank)
             closs, _ = critic_step(critic, student, sample(g), cfg, causal, schedule, g)
             closs.backward()
             optimizer_step(critic, opt_c, sch_c, cfg.optim.grad_clip)
         # 2. Student: rollout with gradients at j*, DMD vs the (window-)guided teacher, reward.
-        g = micro_generator(seed, step, 0)
+        g = micro_generator(seed, step, rank)
         loss, metrics = student_step(
             student, teacher, critic, sample(g), cfg, causal, schedule, g, reward_fn
         )
@@ -170,7 +205,7 @@ def run_stage2(
         metrics.update(critic_loss=float(closs.detach()), grad_norm=gnorm)
         history.append(metrics)
         log(step, metrics)
-        if (step + 1) % save_every == 0 or step + 1 == cfg.optim.steps:
+        if rank == 0 and ((step + 1) % save_every == 0 or step + 1 == cfg.optim.steps):
             save_state(
                 state_path,
                 step=step + 1,
