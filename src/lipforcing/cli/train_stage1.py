@@ -22,11 +22,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lipforcing.cli.train_teacher import recipe_config, with_steps
+    from lipforcing.distill.distributed import init_distributed
     from lipforcing.distill.latents import load_cache
     from lipforcing.distill.stages import run_stage1
     from lipforcing.errors import UserError
 
     torch.set_num_threads(args.threads)
+    init_distributed()  # torchrun: gloo on CPU, NCCL on GPU; a single process otherwise
     for p in (args.latents, args.teacher):
         if not Path(p).is_file():
             raise UserError(f"{p}: no such file")

@@ -38,11 +38,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from lipforcing.config import get_preset
+    from lipforcing.distill.distributed import init_distributed
     from lipforcing.distill.latents import load_cache
     from lipforcing.distill.stages import run_teacher
     from lipforcing.errors import UserError
 
     torch.set_num_threads(args.threads)
+    init_distributed()  # torchrun: gloo on CPU, NCCL on GPU; a single process otherwise
     if not Path(args.latents).is_file():
         raise UserError(f"{args.latents}: no such latent cache")
     cfg = with_steps(recipe_config(args.recipe).teacher, args.steps)
