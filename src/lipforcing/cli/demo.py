@@ -134,9 +134,10 @@ def _sync_metrics(pipeline, source, src_idx, frames, audio) -> dict:
     from lipforcing.streaming.pipeline import shipped_asset
 
     try:
-        from lipforcing.evaluation.sync import load_syncnet, sync_scores
+        from lipforcing.evaluation.sync import sync_scores
+        from lipforcing.evaluation.syncnet import load_syncnet
     except ImportError:
-        return {"sync": "unavailable: lipforcing.evaluation.sync is not installed"}
+        return {"sync": "unavailable: lipforcing.evaluation has no SyncNet scoring here"}
     weights = shipped_asset("syncnet.safetensors")
     if weights is None:
         return {"sync": "unavailable: no SyncNet checkpoint at assets/tiny/syncnet.safetensors"}

@@ -16,7 +16,7 @@ import torch
 from lipforcing.config import PresetConfig
 from lipforcing.errors import CheckpointError
 
-TRAIN_HINT = "train one with `lipforcing train recipe` (see its --help) or pass --checkpoint PATH"
+TRAIN_HINT = "train one with `lipforcing train recipe tiny --out DIR` or pass --checkpoint PATH"
 
 
 @dataclass
