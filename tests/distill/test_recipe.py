@@ -76,7 +76,9 @@ def test_recipe_chain_writes_checkpoints_and_a_complete_report(tmp_path, monkeyp
             rc.stage2, optim=dataclasses.replace(opt, steps=1), critic_steps=1
         ),
     )
-    report = recipe.run_recipe(rc, toy_preset(), tmp_path, train_clips=2, test_clips=2)
+    report = recipe.run_recipe(
+        rc, toy_preset(), tmp_path, train_clips=2, test_clips=2, ablation_steps=1
+    )
     json.dumps(report)  # serialisable
     for key in ("teacher", "student", "stage1_student"):
         assert {"sync", "mouth_l1", "mouth_psnr", "fps"} <= set(report[key])
@@ -85,3 +87,5 @@ def test_recipe_chain_writes_checkpoints_and_a_complete_report(tmp_path, monkeyp
     assert set(report["dubbing"]) == {"student", "teacher", "unmodified_source"}
     assert (tmp_path / "stage2" / "student.safetensors").is_file()
     assert "| student |" in recipe.report_markdown(report)
+    assert {"static_cfg", "sync_window", "sync_window_reward"} <= set(report["ablation"])
+    assert "| sync_window_reward |" in recipe.report_markdown(report)

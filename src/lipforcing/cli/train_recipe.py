@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Stage-2 teacher CFG schedule (ablation)",
     )
     parser.add_argument("--no-reward", action="store_true", help="Stage 2 without SyncNet reward")
+    parser.add_argument(
+        "--ablation-steps",
+        type=int,
+        default=0,
+        help="also run the Table-2 Stage-2 arms (static / window / +reward)",
+    )
     parser.add_argument("--teacher-steps", type=int, help="override teacher optimiser steps")
     parser.add_argument("--stage1-steps", type=int, help="override Stage-1 optimiser steps")
     parser.add_argument("--stage2-steps", type=int, help="override Stage-2 student updates")
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         syncnet_path=args.syncnet,
         train_clips=args.train_clips,
         test_clips=args.test_clips,
+        ablation_steps=args.ablation_steps,
     )
     report["wall_seconds"] = time.perf_counter() - t0
     (out / "report.json").write_text(json.dumps(report, indent=2))
