@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--recipe", choices=["tiny", "tiny-quick", "paper"], default="tiny")
     parser.add_argument("--steps", type=int, help="override optimiser steps")
+    parser.add_argument("--micro-batch", type=int, help="override samples per process per pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     for p in (args.latents, args.teacher):
         if not Path(p).is_file():
             raise UserError(f"{p}: no such file")
-    cfg = with_steps(recipe_config(args.recipe).stage1, args.steps)
+    cfg = with_steps(recipe_config(args.recipe).stage1, args.steps, args.micro_batch)
     print(
         run_stage1(
             load_cache(args.latents), Path(args.teacher), cfg, Path(args.out), seed=args.seed

@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tiny", help="model preset")
     parser.add_argument("--recipe", choices=["tiny", "tiny-quick", "paper"], default="tiny")
     parser.add_argument("--steps", type=int, help="override optimiser steps")
+    parser.add_argument("--micro-batch", type=int, help="override samples per process per pass")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
@@ -24,12 +25,15 @@ def recipe_config(name: str):
     ]()
 
 
-def with_steps(cfg, steps: int | None):
+def with_steps(cfg, steps: int | None, micro_batch: int | None = None):
     import dataclasses
 
-    if steps is None:
-        return cfg
-    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, steps=steps))
+    optim = cfg.optim
+    if steps is not None:
+        optim = dataclasses.replace(optim, steps=steps)
+    if micro_batch is not None:
+        optim = dataclasses.replace(optim, micro_batch=micro_batch)
+    return dataclasses.replace(cfg, optim=optim)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     init_distributed()  # torchrun: gloo on CPU, NCCL on GPU; a single process otherwise
     if not Path(args.latents).is_file():
         raise UserError(f"{args.latents}: no such latent cache")
-    cfg = with_steps(recipe_config(args.recipe).teacher, args.steps)
+    cfg = with_steps(recipe_config(args.recipe).teacher, args.steps, args.micro_batch)
     path = run_teacher(
         load_cache(args.latents), get_preset(args.preset), cfg, Path(args.out), seed=args.seed
     )

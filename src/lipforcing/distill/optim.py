@@ -7,6 +7,7 @@ from torch import nn
 
 from lipforcing.config import OptimConfig
 from lipforcing.distill.distributed import average_gradients
+from lipforcing.errors import UserError
 
 
 def make_optimizer(
@@ -38,7 +39,7 @@ def accumulation(cfg: OptimConfig, world: int) -> int:
     """Micro-batches per process per step so that world * micro * k == batch_size."""
     per = cfg.micro_batch * world
     if cfg.batch_size % per:
-        raise ValueError(
+        raise UserError(
             f"batch {cfg.batch_size} not divisible by micro {cfg.micro_batch} x {world}"
         )
     return cfg.batch_size // per

@@ -45,6 +45,16 @@ def _logger(run_dir: Path):
     return log
 
 
+def _save_final(path: Path, model: nn.Module, preset: PresetConfig, extra: dict) -> None:
+    """Rank 0 writes the stage's checkpoint; the others wait for it."""
+    import torch.distributed as dist
+
+    if _world()[0] == 0:
+        save_checkpoint(path, model, preset, extra)
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def _world() -> tuple[int, int]:
     """(rank, world size) of the current process group; (0, 1) without one."""
     import torch.distributed as dist
@@ -89,7 +99,7 @@ def run_teacher(
         desc="teacher",
         log=_logger(run_dir),
     )
-    save_checkpoint(
+    _save_final(
         final,
         model,
         preset,
@@ -129,7 +139,7 @@ def run_stage1(
         desc="stage1",
         log=_logger(run_dir),
     )
-    save_checkpoint(
+    _save_final(
         final,
         model,
         preset,
@@ -215,7 +225,7 @@ def run_stage2(
                 extra={"metrics": history},
             )
     print0(f"stage2: {cfg.optim.steps} steps, {time.perf_counter() - t0:.1f} s this run")
-    save_checkpoint(
+    _save_final(
         final,
         student,
         preset,
