@@ -24,8 +24,8 @@ def pipeline():
 
 
 @pytest.fixture(scope="session")
-def source(pipeline):
+def source():
     from lipforcing.streaming.source import Source
 
     frames, marks = face_frames()
-    return Source.from_frames(frames, pipeline.preset.media, landmarks=marks, name="drawn")
+    return Source.from_frames(frames, tiny().media, landmarks=marks, name="drawn")

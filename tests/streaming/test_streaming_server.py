@@ -19,9 +19,23 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def server(pipeline, source):
+def app_pipeline(request):
+    """The tiny pipeline; without a codec (not landed) one that serves everything but streams."""
+    import lipforcing.codecs
+    from lipforcing.config import tiny
+    from lipforcing.streaming.pipeline import Pipeline
+
+    if hasattr(lipforcing.codecs, "build_codec"):
+        return request.getfixturevalue("pipeline")
+    preset = tiny().with_attention("block_causal")
+    return Pipeline(model=None, codec=None, preset=preset, checkpoint="none (no codec)")
+
+
+@pytest.fixture(scope="module")
+def server(app_pipeline, source):
     import uvicorn
 
+    pipeline = app_pipeline
     limits = ServerLimits(max_upload_mb=0.05, max_sessions=1, idle_timeout_s=20)
     app = create_app(pipeline, source, token=TOKEN, limits=limits, sample_audio=speech_like(1.0))
     with socket.socket() as s:
@@ -54,7 +68,7 @@ def receive_until_done(ws, timeout=120.0):
     raise AssertionError("no 'done' message")
 
 
-def test_stream_over_websocket(server, source):
+def test_stream_over_websocket(pipeline, server, source):
     from websockets.sync.client import connect
 
     audio = speech_like(1.0)
