@@ -1,0 +1,87 @@
+"""Train our LipSyncNet (reward R and tiny-scale sync metric) on preprocessed shards.
+
+``lipforcing train syncnet SHARDS... --out DIR [--steps N] [--quick] [--holdout NAME...]``
+writes ``DIR/syncnet.safetensors`` (+ ``.json`` with config, steps and held-out offset
+accuracy). SHARDS are folders of shards written by ``lipforcing preprocess`` (or a single shard).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="*", metavar="SHARDS", help="folders of shards")
+    parser.add_argument("--data", dest="data_opt", nargs="+", default=[], help="more shards")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    parser.add_argument("--quick", action="store_true", help="200 steps")
+    parser.add_argument("--batch", type=int, default=32, help="windows per step")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--holdout", nargs="*", default=[], help="shard names kept for testing")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+
+def find_shards(roots: list[str]):
+    from pathlib import Path
+
+    from lipforcing.errors import UserError
+
+    dirs = []
+    for r in map(Path, roots):
+        dirs += (
+            [r] if (r / "meta.json").is_file() else sorted(p.parent for p in r.glob("*/meta.json"))
+        )
+    if not dirs:
+        raise UserError(f"no shards under {', '.join(roots) or '(nothing given)'}")
+    return dirs
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from lipforcing.data.preprocess import load_shard
+    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig, save_syncnet
+    from lipforcing.evaluation.syncnet_train import (
+        Clip,
+        contrastive_loss,
+        offset_accuracy,
+        sample_batch,
+    )
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    dirs = find_shards(args.data + args.data_opt)
+    clips = {d.name: Clip.from_arrays(load_shard(d)[0]) for d in dirs}
+    held = [clips.pop(n) for n in args.holdout if n in clips]
+    train = list(clips.values())
+    a_dim = train[0].feats.shape[1]
+    model = LipSyncNet(LipSyncNetConfig(n_mels=a_dim // 20))
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps = 200 if args.quick else args.steps
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    bar = tqdm(range(steps), desc="syncnet")
+    for _ in bar:
+        model.train()
+        loss, m = contrastive_loss(model, sample_batch(train, args.batch, 4, rng))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.2f}")
+    extra = {"steps": steps, "train_s": round(time.time() - t0, 1), "train_shards": list(clips)}
+    if held:
+        extra |= {"holdout": args.holdout, **offset_accuracy(model, held)}
+        print(f"held-out offset accuracy {extra['offset_accuracy']:.3f} ({extra['segments']})")
+    out = Path(args.out) / "syncnet.safetensors"
+    save_syncnet(model.eval(), out, extra)
+    print(f"wrote {out}")
+    return 0
