@@ -41,7 +41,7 @@ def as_video(frames) -> Tensor:
     tensors pass through."""
     if isinstance(frames, Tensor) and frames.is_floating_point() and frames.shape[0] == 3:
         return frames.float()
-    x = torch.as_tensor(np.asarray(frames))
+    x = torch.as_tensor(np.array(frames))
     if x.ndim != 4 or x.shape[-1] != 3:
         raise UserError(f"frames must be (T, H, W, 3) uint8, got shape {tuple(x.shape)}")
     return x.permute(3, 0, 1, 2).float() / 127.5 - 1.0

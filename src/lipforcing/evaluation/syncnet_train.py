@@ -89,7 +89,7 @@ def offset_accuracy(
     hits, total = 0, 0
     for c in clips:
         t = len(c.crops)
-        for start in range(max(shifts, key=abs) + 1, t - seg - 5, seg):
+        for start in range(max(map(abs, shifts)), t - seg - max(map(abs, shifts)), seg):
             for k in shifts:
                 feats = c.feats[start + k : start + k + seg]
                 if len(feats) < seg:
