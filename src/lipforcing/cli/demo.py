@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "frames": len(run_["frames"]),
         "audio_s": round(len(audio) / 16_000, 3),
         **run_["timing"],
-        **_sync_metrics(pipeline, source, src_idx, run_["frames"], audio),
+        **_sync_metrics(source.crops[src_idx], run_["crops"], audio),
     }
     side_by_side(out / "side_by_side.png", source, src_idx, run_["frames"], run_["crops"], pipeline)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -129,8 +129,9 @@ def stream_as_live(pipeline, source, audio: np.ndarray, *, seed: int = 0, piece_
     return {"frames": np.stack(frames), "crops": np.stack(crops), "timing": timing}
 
 
-def _sync_metrics(pipeline, source, src_idx, frames, audio) -> dict:
-    """Sync-C / Sync-D of the output and of the unmodified source against the new audio."""
+def _sync_metrics(source_crops, output_crops, audio) -> dict:
+    """Sync-C / Sync-D of the output and of the unmodified source against the new audio, on
+    the aligned face crops (what our SyncNet scores)."""
     from lipforcing.streaming.pipeline import shipped_asset
 
     try:
@@ -142,8 +143,8 @@ def _sync_metrics(pipeline, source, src_idx, frames, audio) -> dict:
     if weights is None:
         return {"sync": "unavailable: no SyncNet checkpoint at assets/tiny/syncnet.safetensors"}
     model = load_syncnet(weights)
-    out_c, out_d, out_off = sync_scores(model, frames, audio)
-    src_c, src_d, src_off = sync_scores(model, source.frames[src_idx], audio)
+    out_c, out_d, out_off = sync_scores(model, output_crops, audio)
+    src_c, src_d, src_off = sync_scores(model, source_crops, audio)
     return {
         "sync_c_output": round(float(out_c), 3),
         "sync_d_output": round(float(out_d), 3),
