@@ -25,12 +25,12 @@ $(STAMP):
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks scripts)
+	$(BIN)/ruff check src tests $(wildcard benchmarks scripts)
 
 format: setup
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests $(wildcard benchmarks scripts)
+	$(BIN)/ruff check --fix src tests $(wildcard benchmarks scripts)
 
 test: setup lint
 	$(BIN)/python -m pytest -q

@@ -54,7 +54,7 @@ def assemble_cond(
         m = m.expand(b, -1, -1, -1, -1)
     audio = audio if audio_packed else pack_audio_frames(audio, pack)
     if audio.shape[1] != pack * f:
-        raise ValueError(f"audio has {audio.shape[1]} rows for {f} latent frames (need {pack*f})")
+        raise ValueError(f"audio has {audio.shape[1]} rows for {f} latent frames (need {pack * f})")
     return LipSyncCond(
         ref=ref_frame.expand(-1, -1, f, -1, -1),
         mask=m,
