@@ -137,6 +137,9 @@ def test_dataset_files_round_trip_and_resume(tmp_path):
     write_dataset(tmp_path, 3, 1.0, 40, size=96, progress=False)  # resumes: only clip 42 is new
     assert paths[0].stat().st_mtime_ns == stamp
     assert len(json.loads((tmp_path / "index.json").read_text())["clips"]) == 3
+    again = write_dataset(tmp_path / "again", 1, 1.0, 40, size=96, progress=False)[0]
+    for suffix in (".mp4", ".wav", ".npz"):  # the same seed gives byte-identical files
+        assert again.with_suffix(suffix).read_bytes() == paths[0].with_suffix(suffix).read_bytes()
 
 
 def test_preprocess_uses_the_exact_landmarks(tmp_path):
