@@ -1,0 +1,197 @@
+"""``lipforcing analyze trajectory --teacher CKPT --shards DIR --clips N --out DIR`` (spec 5).
+
+Paired 50-step teacher trajectories on held-out clips: CFG vs no-CFG (panel a), the Euler-step
+(s_0, s_1) factorial against the landing j_1 (panel b) and the fixed-CFG sweep, scored on the
+mouth region (LPIPS, SSIM; Sync-C / Sync-D with --syncnet or --syncnet-v2). Writes
+trajectory.csv, trajectory.png, factorial.png, sweep.png and summary.md; a rerun with the same
+settings resumes by clip. ``lipforcing analyze report --out DIR`` redraws figures and summary
+from an existing trajectory.csv (e.g. after adding DIR/notes.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS")
+    sub.required = True
+    p = sub.add_parser("trajectory", help="paired teacher trajectories, factorial and sweep")
+    p.add_argument("--teacher", required=True, help="bidirectional teacher checkpoint")
+    p.add_argument("--shards", required=True, help="folder of preprocessed held-out shards")
+    p.add_argument("--clips", type=int, default=4, help="held-out windows to analyse")
+    p.add_argument("--out", required=True, help="output folder (resumable)")
+    p.add_argument("--codec", help="codec checkpoint (default: the shipped tiny codec)")
+    sync = p.add_mutually_exclusive_group()
+    sync.add_argument("--syncnet", help="our LipSyncNet checkpoint (lipforcing train syncnet)")
+    sync.add_argument("--syncnet-v2", help="syncnet_python's syncnet_v2.model")
+    p.add_argument("--steps", default="all", help="scored steps j: all | 0:50:5 | 0,10,49")
+    p.add_argument("--landings", default="all", help="factorial landings j_1: all | 5:50:5 | ...")
+    p.add_argument("--cfg", type=float, default=4.5, help="CFG scale of the guided arms")
+    p.add_argument("--sweep", default="1,3,4.5,6", help="fixed-CFG sweep scales")
+    p.add_argument("--drop-modes", default="all,audio", help="unconditional branches: all,audio")
+    p.add_argument("--latent-frames", type=int, help="latent frames per clip (default: teacher's)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--batch", type=int, default=16, help="samples per network call")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r = sub.add_parser("report", help="redraw figures and summary.md from trajectory.csv")
+    r.add_argument("--out", required=True, help="folder of a finished analysis")
+
+
+def parse_indices(spec: str) -> tuple[int, ...] | None:
+    """``all`` -> None; ``a:b:c`` -> range; ``a,b,c`` -> list (grid indices)."""
+    from lipforcing.errors import UserError
+
+    spec = spec.strip()
+    if spec == "all":
+        return None
+    try:
+        if ":" in spec:
+            return tuple(range(*(int(x) for x in spec.split(":"))))
+        return tuple(sorted({int(x) for x in spec.split(",") if x.strip()}))
+    except ValueError:
+        raise UserError(f"bad step list {spec!r}: use all, A:B:C or A,B,C") from None
+
+
+def parse_floats(spec: str, name: str) -> tuple[float, ...]:
+    from lipforcing.errors import UserError
+
+    try:
+        return tuple(float(x) for x in spec.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"bad {name} list {spec!r}: use comma-separated numbers") from None
+
+
+def default_latent_frames(preset) -> int:
+    """The window length the teacher was trained on (its preset's recipe)."""
+    from lipforcing.config import TeacherTrainConfig, tiny_recipe
+
+    if preset.name == "tiny":
+        return tiny_recipe().teacher.latent_frames
+    return TeacherTrainConfig().latent_frames
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.analysis == "report":
+        return run_report(args)
+    return run_trajectory(args)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lipforcing.analysis.run import read_rows, write_report
+    from lipforcing.errors import UserError
+
+    out = Path(args.out)
+    if not (out / "trajectory.csv").is_file():
+        raise UserError(f"{out}: no trajectory.csv (run `lipforcing analyze trajectory` first)")
+    config = (
+        json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+    )
+    meta = {**config, **config.get("trajectory", {})}
+    print(write_report(out, read_rows(out / "trajectory.csv"), meta))
+    return 0
+
+
+def run_trajectory(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from lipforcing.analysis.run import analyze, load_teacher, write_report
+    from lipforcing.analysis.scoring import MouthScorer
+    from lipforcing.analysis.trajectory import TrajectoryConfig
+    from lipforcing.data.datasets import ShardDataset
+    from lipforcing.errors import UserError
+
+    if args.clips < 1:
+        raise UserError("--clips must be at least 1")
+    model, preset = load_teacher(args.teacher, args.device)
+    s = preset.schedule
+    try:
+        cfg = TrajectoryConfig(
+            num_steps=s.num_steps,
+            shift=s.shift,
+            cfg_scale=args.cfg,
+            drop_modes=tuple(m.strip() for m in args.drop_modes.split(",") if m.strip()),
+            sweep_scales=parse_floats(args.sweep, "--sweep"),
+            steps=parse_indices(args.steps),
+            landings=parse_indices(args.landings),
+            seed=args.seed,
+            max_batch=args.batch,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    frames = args.latent_frames or default_latent_frames(preset)
+    dataset = ShardDataset(
+        args.shards, latent_frames=frames, chunk_frames=preset.causal.chunk_frames
+    )
+    codec = load_codec_for(args.codec)
+    syncnet, sync_label = load_sync(args)
+    if syncnet is None:
+        print("note: no --syncnet / --syncnet-v2 given: Sync-C / Sync-D are skipped")
+    from lipforcing.evaluation.lpips import LPIPS
+
+    scorer = MouthScorer(codec, LPIPS("alex"), syncnet)
+    config = {
+        "teacher": str(Path(args.teacher).resolve()),
+        "shards": str(Path(args.shards).resolve()),
+        "codec": str(args.codec or "shipped tiny codec"),
+        "syncnet": sync_label,
+        "latent_frames": frames,
+        "preset": preset.name,
+    }
+    rows = analyze(
+        model,
+        dataset,
+        codec,
+        scorer,
+        cfg,
+        args.out,
+        clips=args.clips,
+        pack=preset.model.audio_pack_frames,
+        config=config,
+        progress=not args.no_progress,
+    )
+    meta = {
+        **config,
+        "num_steps": cfg.num_steps,
+        "shift": cfg.shift,
+        "command": "lipforcing " + shlex.join(sys.argv[1:]),
+    }
+    print(write_report(args.out, rows, meta))
+    return 0
+
+
+def load_codec_for(path: str | None):
+    """The codec at ``path`` or the shipped tiny codec; one-line errors."""
+    from pathlib import Path
+
+    from lipforcing.errors import UserError
+
+    try:
+        from lipforcing.codecs import load_codec
+    except ImportError:
+        raise UserError("lipforcing.codecs.load_codec is not available in this install") from None
+    from lipforcing.distill.recipe import shipped_codec
+
+    target = Path(path) if path else shipped_codec()
+    if not target.is_file():
+        raise UserError(f"no codec at {target}")
+    return load_codec(target)
+
+
+def load_sync(args: argparse.Namespace):
+    """(sync network or None, label)."""
+    if args.syncnet:
+        from lipforcing.evaluation.syncnet import load_syncnet
+
+        return load_syncnet(args.syncnet), f"LipSyncNet (ours) {args.syncnet}"
+    if args.syncnet_v2:
+        from lipforcing.evaluation.syncnet import load_syncnet_v2
+
+        return load_syncnet_v2(args.syncnet_v2), f"SyncNetV2 {args.syncnet_v2}"
+    return None, None
