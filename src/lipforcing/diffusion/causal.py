@@ -60,6 +60,30 @@ def generate_chunk(
     Returns:
         x0 prediction of the chunk, (B, C, chunk, h, w).
     """
+    x0 = denoise_chunk(
+        model, cache, noise, cond_chunk, steps, num_steps, shift, generator, grad_call
+    )
+    write_chunk(model, cache, x0, cond_chunk)
+    return x0
+
+
+def denoise_chunk(
+    model: nn.Module,
+    cache: KVCache,
+    noise: Tensor,
+    cond_chunk: LipSyncCond,
+    steps: Sequence[int] = (0, 30),
+    num_steps: int = 50,
+    shift: float = 5.0,
+    generator: torch.Generator | None = None,
+    grad_call: int | None = None,
+) -> Tensor:
+    """Steps 1-2 of :func:`generate_chunk`: the denoising calls, which only read the cache.
+
+    The chunk's frames can be decoded and shown as soon as this returns; :func:`write_chunk`
+    only has to run before the next chunk's first call (a streaming engine can put it after the
+    decode, taking it out of the time to first frame without changing any output).
+    """
     taus = shifted_timesteps(num_steps, shift).tolist()
     last = len(steps) - 1 if grad_call is None else grad_call
     x, x0 = noise, noise
@@ -70,9 +94,18 @@ def generate_chunk(
         if k < last:
             eps = cpu_noise(x.shape, generator, x)
             x = add_noise(x0.detach(), eps, taus[steps[k + 1]])
+    return x0
+
+
+def write_chunk(model: nn.Module, cache: KVCache, x0: Tensor, cond_chunk: LipSyncCond) -> None:
+    """Step 3 of :func:`generate_chunk`: one no-grad call at t = 0 on the clean chunk that
+    commits its keys/values to ``cache`` (then evicts).
+
+    It cannot be fused with the last denoising call: that call sees the re-noised latent at
+    t = tau_{j_last} > 0, so its keys/values differ from the clean ones written here.
+    """
     with torch.no_grad():
         model(x0.detach(), _time(0.0, x0), cond_chunk, cache, update_cache=True)
-    return x0
 
 
 def rollout(

@@ -99,16 +99,30 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, plan: AttentionPlan, layer: int) -> Tensor:
         """(B, L, dim) -> (B, L, dim)."""
-        q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # (B, L, H, d)
-        k = self.norm_k(self.k(x)).unflatten(2, (self.num_heads, -1))
-        v = self.v(x).unflatten(2, (self.num_heads, -1))
+        q, k, v = self.qkv(x)
         if plan.windows is not None:
             out = torch.cat([self._window(q, k, v, w) for w in plan.windows], dim=1)
             return self.o(out.flatten(2))
         if plan.cache is not None:  # prepend the cached (unrotated) keys and values
             k, v = plan.cache.view(layer, k, v)
-        out = attention(apply_rope(q, plan.rope_q), apply_rope(k, plan.rope_k), v, plan.mask)
+        return self.attend(q, k, v, plan.rope_q, plan.rope_k, plan.mask)
+
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, rope_q: Rotary, rope_k: Rotary, mask=None
+    ) -> Tensor:
+        """RoPE, attention and the output projection: (B, Lq, H, d) queries -> (B, Lq, dim)."""
+        out = attention(apply_rope(q, rope_q), apply_rope(k, rope_k), v, mask)
         return self.o(out.flatten(2))
+
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Normalised queries and keys and the values, each (B, L, H, d), before RoPE.
+
+        A separate method so that ``torch.compile`` can take it without the cache logic.
+        """
+        q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # (B, L, H, d)
+        k = self.norm_k(self.k(x)).unflatten(2, (self.num_heads, -1))
+        v = self.v(x).unflatten(2, (self.num_heads, -1))
+        return q, k, v
 
     @staticmethod
     def _window(q: Tensor, k: Tensor, v: Tensor, w: ChunkWindow) -> Tensor:
@@ -162,11 +176,24 @@ class DiTBlock(nn.Module):
         self, x: Tensor, e: Tensor, context: Tensor, plan: AttentionPlan, layer: int
     ) -> Tensor:
         """x (B, F * S, dim) float32, e (B, F, 6, dim) float32, context (B, Lc, dim)."""
-        dtype = self.ffn[0].weight.dtype
+        h, mod = self.attn_input(x, e)
+        return self.attn_output(x, self.self_attn(h, plan, layer), mod, context)
+
+    # The two halves around the self-attention are separate methods so that ``torch.compile``
+    # can take them whole: they hold no cache state and no layer index (one graph per shape).
+
+    def attn_input(self, x: Tensor, e: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Modulation (6 x (B, F, dim)) and the modulated, normalised self-attention input."""
         mod = (self.modulation.float()[:, None] + e).unbind(2)  # 6 x (B, F, dim)
-        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = mod
-        h = modulate(layer_norm(x, self.eps), shift_sa, scale_sa).to(dtype)
-        x = gated_residual(x, self.self_attn(h, plan, layer), gate_sa)
+        shift_sa, scale_sa = mod[0], mod[1]
+        h = modulate(layer_norm(x, self.eps), shift_sa, scale_sa).to(self.ffn[0].weight.dtype)
+        return h, mod
+
+    def attn_output(self, x: Tensor, y: Tensor, mod: tuple[Tensor, ...], context: Tensor) -> Tensor:
+        """Gated self-attention residual, cross-attention and the modulated FFN."""
+        dtype = self.ffn[0].weight.dtype
+        _, _, gate_sa, shift_ff, scale_ff, gate_ff = mod
+        x = gated_residual(x, y, gate_sa)
         if isinstance(self.norm3, nn.LayerNorm):
             h = layer_norm(x, self.eps, self.norm3)
         else:
