@@ -121,13 +121,9 @@ def signal(res: Results, drop: str, metric: str) -> tuple[float, float, float, f
     values = np.array([[t[j].get(c, np.nan) for c in clips] for t in tables for j in sorted(t)])
     means = np.nanmean(values, axis=1)
     centred = values - np.nanmean(values, axis=0, keepdims=True)
-    se = [mean_se(row[~np.isnan(row)])[1] for row in centred]
-    return (
-        float(np.nanmin(means)),
-        float(np.nanmax(means)),
-        float(np.nanstd(means)),
-        float(np.nanmedian(se)),
-    )
+    se = np.array([mean_se(row[~np.isnan(row)])[1] for row in centred])
+    noise = float(np.nanmedian(se)) if np.isfinite(se).any() else float("nan")  # 1 clip: NaN
+    return float(np.nanmin(means)), float(np.nanmax(means)), float(np.nanstd(means)), noise
 
 
 def joint_scores(res: Results, drop: str) -> Scores:

@@ -97,8 +97,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_trajectory(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
     from pathlib import Path
 
     from lipforcing.analysis.run import analyze, load_teacher, write_report
@@ -160,10 +158,23 @@ def run_trajectory(args: argparse.Namespace) -> int:
         **config,
         "num_steps": cfg.num_steps,
         "shift": cfg.shift,
-        "command": "lipforcing " + shlex.join(sys.argv[1:]),
+        "command": command_line(args),
     }
     print(write_report(args.out, rows, meta))
     return 0
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as run (every option spelled out), for the summary."""
+    import shlex
+
+    parts = ["lipforcing", "analyze", args.analysis]
+    for key, value in vars(args).items():
+        if key in ("command", "analysis", "_run") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return shlex.join(parts)
 
 
 def load_codec_for(path: str | None):
