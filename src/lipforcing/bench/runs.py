@@ -1,0 +1,252 @@
+"""The timed runs: a teacher clip, a student stream, and the whole benchmark of a preset.
+
+See :mod:`lipforcing.bench.harness` for what is timed and why. Each ``*_run`` returns a dict
+``{"frames", "total_s", "ttff_s", "stages"}`` for one run; :func:`benchmark` runs warm-ups,
+then the timed runs of each phase, and reports medians (and the speedup in ``both`` mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+from tqdm import tqdm
+
+from lipforcing.bench import optimize
+from lipforcing.bench.harness import (
+    PAPER_FIGURES,
+    BenchOptions,
+    Setup,
+    TimedModel,
+    bench_preset,
+    check_finite,
+    make_setup,
+    phase_summary,
+    release,
+)
+from lipforcing.bench.timing import MemoryMeter, Stages
+from lipforcing.data.conditions import assemble_cond, mask_pixels
+from lipforcing.diffusion.causal import denoise_chunk, write_chunk
+from lipforcing.diffusion.samplers import cpu_noise, euler_sample
+from lipforcing.models.kv_cache import KVCache
+
+# ----------------------------------------------------------------------------- teacher
+
+
+def teacher_run(s: Setup, num_steps: int) -> dict:
+    """One clip: encode whole, ``num_steps`` Euler steps with CFG, decode whole."""
+    p, opts = s.preset, s.opts
+    g = torch.Generator().manual_seed(opts.seed)
+    t_frames = opts.teacher_frames
+    f = p.codec.latent_frames(t_frames)
+    video = s.rand(1, 3, t_frames, p.media.crop_size, p.media.crop_size, generator=g)
+    audio = torch.randn(1, t_frames, p.model.audio_feature_dim, generator=g).to(s.device, s.dtype)
+    context = s.context(g)
+    stages = Stages(s.clock)
+    model = TimedModel(s.model, stages, names="clip")
+    start = s.clock.stamp()
+    if s.codec is not None:
+        with stages.stage("encode"):
+            ref = s.encode(video[:, :, :1])
+            masked = s.encode(mask_pixels(video, s.mask))
+            ref_seq = s.encode(video)
+    else:
+        ref, masked, ref_seq = (s.random_latents(n, g) for n in (1, f, f))
+    cond = assemble_cond(
+        masked=masked,
+        ref_frame=ref,
+        ref_seq=ref_seq,
+        mask=s.mask,
+        audio=audio,
+        pack=p.model.audio_pack_frames,
+        context=context,
+    )
+    noise = cpu_noise(masked.shape, g, masked)
+    scale = p.schedule.teacher_cfg if opts.teacher_cfg is None else opts.teacher_cfg
+    x0 = euler_sample(
+        model,
+        noise,
+        cond,
+        num_steps=num_steps,
+        shift=p.schedule.shift,
+        cfg_scale=scale,
+        drop_mode=p.schedule.drop_mode,
+    )
+    out = x0
+    if s.codec is not None:
+        with stages.stage("decode"):
+            out = s.codec.decode(x0)
+    end = s.clock.stamp()
+    s.clock.sync()
+    check_finite(out, "teacher")
+    total = s.clock.seconds(start, end)
+    return {"frames": t_frames, "total_s": total, "ttff_s": total, "stages": stages.per_call_ms()}
+
+
+# ----------------------------------------------------------------------------- student
+
+
+class StudentStream:
+    """Random crops and audio features for a stream, and the student's per-run state."""
+
+    def __init__(self, s: Setup) -> None:
+        p = s.preset
+        g = torch.Generator().manual_seed(s.opts.seed)
+        self.first = p.codec.video_frames(p.causal.chunk_frames)  # 9 video frames
+        self.later = p.codec.temporal_stride * p.causal.chunk_frames  # 12
+        size = p.media.crop_size
+        self.video = s.rand(1, 3, self.later, size, size, generator=g)  # reused every chunk
+        self.masked = mask_pixels(self.video, s.mask)
+        self.audio = torch.randn(1, self.later, p.model.audio_feature_dim, generator=g)
+        self.audio = self.audio.to(s.device, s.dtype)
+        self.context = s.context(g)
+        n = p.causal.chunk_frames
+        self.latents = [s.random_latents(n, g) for _ in range(3)]  # masked, ref_seq, ref
+        self.cache = KVCache.allocate(
+            p.model, 1, p.latent_hw, p.causal, device=s.device, dtype=s.dtype
+        )
+
+    def sizes(self, chunks: int) -> list[int]:
+        return [self.first if i == 0 else self.later for i in range(chunks)]
+
+
+def student_run(s: Setup, stream: StudentStream, chunks: int) -> dict:
+    """One stream of ``chunks`` chunks from a fresh cache; TTFF at the first chunk's decode."""
+    p, opts = s.preset, s.opts
+    steps = opts.student_steps or p.causal.student_steps
+    g = torch.Generator().manual_seed(opts.seed)
+    stages = Stages(s.clock)
+    model = TimedModel(s.model, stages)
+    cache = stream.cache
+    cache.reset()
+    codec = s.codec
+    start = s.clock.stamp()
+    first_out = None
+    if codec is not None:
+        with stages.stage("encode"):
+            ref = s.encode(stream.video[:, :, :1])
+        enc_masked, enc_ref = codec.stream_encoder(), codec.stream_encoder()
+        decoder = codec.stream_decoder()
+    else:
+        ref = stream.latents[2][:, :, :1]
+    out = None
+    for i, n in enumerate(stream.sizes(chunks)):
+        model.new_chunk()
+        if codec is not None:
+            with stages.stage("encode"):
+                masked = enc_masked.push(stream.masked[:, :, :n]).to(s.dtype)
+                ref_seq = enc_ref.push(stream.video[:, :, :n]).to(s.dtype)
+        else:
+            masked, ref_seq = stream.latents[0], stream.latents[1]
+        cond = assemble_cond(
+            masked=masked,
+            ref_frame=ref,
+            ref_seq=ref_seq,
+            mask=s.mask,
+            audio=stream.audio[:, :n],
+            pack=p.model.audio_pack_frames,
+            context=stream.context,
+            audio_packed=i > 0,
+        )
+        noise = cpu_noise(masked.shape, g, masked)
+        x0 = denoise_chunk(
+            model, cache, noise, cond, steps, p.schedule.num_steps, p.schedule.shift, g
+        )
+        if not opts.kv_after_decode:
+            write_chunk(model, cache, x0, cond)
+        out = x0
+        if codec is not None:
+            with stages.stage("decode"):
+                out = decoder.push(x0)
+        if i == 0:
+            first_out = s.clock.stamp()
+        if opts.kv_after_decode:
+            write_chunk(model, cache, x0, cond)
+    end = s.clock.stamp()
+    s.clock.sync()
+    check_finite(out, "student")
+    return {
+        "frames": sum(stream.sizes(chunks)),
+        "total_s": s.clock.seconds(start, end),
+        "ttff_s": s.clock.seconds(start, first_out),
+        "stages": stages.per_call_ms(),
+    }
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def _phase(name: str, opts: BenchOptions, progress: bool) -> dict:
+    attention = "bidirectional" if name == "teacher" else "block_causal"
+    s = make_setup(opts, attention)
+    try:
+        if name == "teacher":
+            num_steps = opts.teacher_steps or s.preset.schedule.num_steps
+
+            def run(warm: bool) -> dict:
+                return teacher_run(s, 1 if warm else num_steps)
+        else:
+            stream = StudentStream(s)
+            if opts.cuda_graphs:
+                s.model = optimize.CudaGraphStudent(s.model)
+
+            def run(warm: bool) -> dict:
+                return student_run(s, stream, min(opts.chunks, 4) if warm else opts.chunks)
+
+        meter = MemoryMeter(s.device)
+        with optimize.sdpa_backend(opts.sdpa), torch.inference_mode():
+            for _ in range(opts.warmup):
+                run(warm=True)
+            meter.start()
+            runs = [
+                run(warm=False)
+                for _ in tqdm(range(opts.runs), desc=name, disable=not progress, leave=False)
+            ]
+        out = phase_summary(runs, meter, s)
+        if name == "teacher":
+            scale = s.preset.schedule.teacher_cfg if opts.teacher_cfg is None else opts.teacher_cfg
+            out.update(steps=num_steps, cfg_scale=scale, network_calls=num_steps)
+            out["network_evaluations"] = num_steps * (1 if scale == 1.0 else 2)
+        else:
+            steps = opts.student_steps or s.preset.causal.student_steps
+            out.update(
+                chunks=opts.chunks,
+                grid_steps=list(steps),
+                network_calls_per_chunk=len(steps) + 1,
+                kv_cache_mb=stream.cache.nbytes / 2**20,
+                kv_after_decode=opts.kv_after_decode,
+            )
+        return out
+    finally:
+        release(s)
+
+
+def benchmark(opts: BenchOptions, *, progress: bool = False) -> dict:
+    """Measure the phases of ``opts.mode``; the result is the JSON the CLI prints."""
+    preset, note = bench_preset(opts)
+    phases = ["teacher", "student"] if opts.mode == "both" else [opts.mode]
+    result = {
+        "schema": "lipforcing.bench/1",
+        "preset": opts.preset,
+        "mode": opts.mode,
+        "methodology": note,
+        "crop_size": preset.media.crop_size,
+        "fps_video": preset.media.fps,
+        "layers": preset.model.num_layers,
+        "options": {k: _plain(v) for k, v in dataclasses.asdict(opts).items()},
+    }
+    with contextlib.ExitStack():
+        for name in phases:
+            result[name] = _phase(name, opts, progress)
+    if opts.mode == "both":
+        result["speedup"] = result["student"]["fps"] / result["teacher"]["fps"]
+    if opts.preset in PAPER_FIGURES:
+        result["paper"] = PAPER_FIGURES[opts.preset]
+    if "student" in result:
+        result["realtime"] = result["student"]["fps"] >= preset.media.fps
+    return result
+
+
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v

@@ -1,0 +1,194 @@
+"""Throughput and time-to-first-frame of the teacher and the streaming student.
+
+The paper's protocol (one H100, 512x512, 25 fps): timed from the first codec encode to the end
+of the first chunk's last decode, excluding audio preprocessing, face detection and
+compositing; an 81-frame clip for the 50-step teacher, a long stream for the student; warm-up,
+then the median of repeated runs. Weights are random (speed does not depend on their values).
+``--layers`` / ``--resolution`` shrink a large preset so the harness runs on a CPU; such
+figures are marked as not the paper's methodology.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--preset", default="tiny", help="tiny, wan-1.3b or wan-14b")
+    a("--mode", default="both", metavar="{student,teacher,both}", help="what to measure")
+    a("--device", default="cpu", help="cpu or cuda[:i]")
+    a("--dtype", default="fp32", metavar="{fp32,bf16}", help="weights, activations, cache")
+    a("--runs", type=int, default=5, help="timed runs (figures are medians)")
+    a("--warmup", type=int, default=1, help="untimed warm-up runs")
+    a("--chunks", type=int, default=20, help="student stream length in chunks")
+    a("--frames", type=int, default=81, help="teacher clip length in video frames")
+    a("--teacher-steps", type=int, default=None, help="teacher Euler steps (default 50)")
+    a("--teacher-cfg", type=float, default=None, help="teacher CFG scale (default 4.5)")
+    a("--student-steps", default=None, help="student grid indices, e.g. 0,30 or 0,12,24,36")
+    a("--layers", type=int, default=None, help="reduced depth (not the paper's methodology)")
+    a("--resolution", type=int, default=None, help="crop side in pixels instead of the preset's")
+    a("--no-codec", action="store_true", help="time the DiT stages only")
+    a("--kv-before-decode", action="store_true", help="write the KV cache before the decode")
+    a("--compile", action="store_true", help="torch.compile the blocks")
+    a("--cuda-graphs", action="store_true", help="CUDA graphs for steady-state chunk calls")
+    a("--fp8", action="store_true", help="FP8 (e4m3) block Linears via torch._scaled_mm")
+    a("--sdpa", default="auto", help="SDPA backend: auto, flash, cudnn, efficient, math")
+    a("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    a("--seed", type=int, default=0, help="weights, inputs and noise seed")
+    a("--json", action="store_true", help="print the result as one JSON object")
+    a("--out", type=Path, default=None, help="also write the JSON result to this file")
+
+
+def provenance(argv: list[str] | None = None) -> dict:
+    """Commit, date, command and machine of a measurement."""
+    import torch
+
+    root = Path(__file__).resolve().parents[3]
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "src"))
+    return {
+        "commit": commit + ("-dirty" if dirty else ""),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "lipforcing bench " + " ".join(sys.argv[2:] if argv is None else argv),
+        "machine": platform.node(),
+        "cpu": _cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def options_from_args(args: argparse.Namespace):
+    """Validate the arguments into :class:`BenchOptions` (UserError, one line, when wrong)."""
+    import torch
+
+    from lipforcing.bench.harness import BenchOptions
+    from lipforcing.config import PRESETS
+    from lipforcing.errors import UserError
+
+    if args.preset not in PRESETS:
+        raise UserError(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+    device = torch.device(args.device) if _valid_device(args.device) else None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {args.device!r}; use cpu or cuda[:i]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine")
+    if args.cuda_graphs and device.type != "cuda":
+        raise UserError("--cuda-graphs needs --device cuda")
+    steps = None
+    if args.student_steps is not None:
+        try:
+            steps = tuple(int(s) for s in args.student_steps.split(","))
+        except ValueError:
+            raise UserError(f"--student-steps {args.student_steps!r}: use e.g. 0,30") from None
+    try:
+        return BenchOptions(
+            preset=args.preset,
+            mode=args.mode,
+            device=args.device,
+            dtype=args.dtype,
+            runs=args.runs,
+            warmup=args.warmup,
+            chunks=args.chunks,
+            teacher_frames=args.frames,
+            teacher_steps=args.teacher_steps,
+            teacher_cfg=args.teacher_cfg,
+            student_steps=steps,
+            layers=args.layers,
+            resolution=args.resolution,
+            codec=not args.no_codec,
+            kv_after_decode=not args.kv_before_decode,
+            compile=args.compile,
+            cuda_graphs=args.cuda_graphs,
+            fp8=args.fp8,
+            sdpa=args.sdpa,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def _valid_device(name: str) -> bool:
+    import torch
+
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def summary_lines(result: dict) -> list[str]:
+    """A short human-readable report of a benchmark result."""
+    lines = [f"{result['preset']} ({result['methodology']}), {result['device']}"]
+    for name in ("teacher", "student"):
+        if name not in result:
+            continue
+        r = result[name]
+        stages = ", ".join(f"{k} {v['ms']:.1f} ms x{v['calls']}" for k, v in r["stages_ms"].items())
+        lines.append(
+            f"  {name}: {r['fps']:.2f} FPS, TTFF {r['ttff_s'] * 1e3:.0f} ms, "
+            f"peak {r['peak_memory_mb']:.0f} MB; per call: {stages}"
+        )
+        lines.append(f"    {r['codec']}")
+    if "speedup" in result:
+        lines.append(f"  speedup student / teacher: {result['speedup']:.1f}x")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lipforcing.bench.runs import benchmark
+
+    if args.threads is not None:
+        if args.threads < 1:
+            from lipforcing.errors import UserError
+
+            raise UserError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    opts = options_from_args(args)
+    result = benchmark(opts, progress=not args.json)
+    result["device"] = _device_name(opts.device)
+    result.update(provenance())
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(summary_lines(result)))
+    return 0
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
+    return f"cpu: {_cpu_name()}, {torch.get_num_threads()} threads"
