@@ -126,7 +126,7 @@ def fp8_linears(model: nn.Module, min_features: int = 16) -> int:
     """
     swapped = 0
     for block in model.blocks:
-        for name, child in list(block.named_modules()):
+        for child in list(block.modules()):
             for attr, sub in list(child.named_children()):
                 if not isinstance(sub, nn.Linear):
                     continue
