@@ -1,16 +1,20 @@
 """``lipforcing eval --pred DIR_OR_FILE --gt DIR_OR_FILE [--audio F] [--syncnet CKPT |
---syncnet-v2 syncnet_v2.model] [--bench JSON] [--trim] --out DIR``.
+--syncnet-v2 syncnet_v2.model] [--arcface backbone.pth] [--bench JSON] [--trim] [--full-frame]
+--out DIR``.
 
-Videos are paired by file name (or given as two files), read at 25 fps; frame counts must
-match exactly unless ``--trim`` (then both are cut to the shorter, stated in the report). The
-frames are compared as given: pass aligned face crops cut with the SAME boxes for prediction
-and ground truth (detect once on the ground truth) — independent detection inflates FID.
-Not computed here yet: FVD and CSIM (shown as "-").
+Videos are paired by file name (or given as two files) and read at 25 fps; frame counts must
+match exactly unless ``--trim``. Sync audio: ``--audio``, else the gt soundtrack, else
+``<gt stem>.wav`` beside it. The ground truth's face is tracked once and the same crops
+are cut from both videos (:mod:`lipforcing.evaluation.protocol`). Writes metrics.json,
+metrics.csv and metrics.md (Table 1 layout: FVD, FID, SSIM, LPIPS, CSIM, Sync-C, Sync-D, FPS,
+TTFF, + LMD; one row per video; which SyncNet / identity network scored).
 """
 
 from __future__ import annotations
 
 import argparse
+
+FPS = 25.0  # evaluation frame rate (SyncNet's)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", help="driving audio for sync (default: the gt soundtrack)")
     parser.add_argument("--syncnet", help="our LipSyncNet checkpoint (lipforcing train syncnet)")
     parser.add_argument("--syncnet-v2", help="syncnet_python's syncnet_v2.model")
+    parser.add_argument(
+        "--arcface", help="ArcFace iresnet100 backbone.pth for CSIM (default: dlib)"
+    )
     parser.add_argument("--bench", help="benchmark JSON with fps / ttff_s")
     parser.add_argument("--trim", action="store_true", help="cut both videos to the shorter")
+    parser.add_argument("--full-frame", action="store_true", help="no face crops (no CSIM/LMD)")
+    parser.add_argument("--face", help="ground-truth face: index (0 = leftmost) or x0,y0,x1,y1")
+    parser.add_argument("--csim-step", type=int, default=5, help="CSIM on every Nth frame")
+    parser.add_argument("--fvd-layer", choices=("logits", "pool"), default="logits")
+    parser.add_argument("--label", default="prediction", help="method name in metrics.md")
     parser.add_argument("--out", required=True, help="output folder")
 
 
@@ -42,72 +54,39 @@ def pairs(pred: str, gt: str):
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import time
-    from collections import defaultdict
     from pathlib import Path
 
-    import numpy as np
     from tqdm import tqdm
 
     from lipforcing.errors import UserError
-    from lipforcing.evaluation.fid import FIDNet, fid
-    from lipforcing.evaluation.image_metrics import psnr, ssim
-    from lipforcing.evaluation.lpips import LPIPS, lpips_frames
+    from lipforcing.evaluation.evaluate import Evaluator, Networks
     from lipforcing.evaluation.report import write_report
-    from lipforcing.evaluation.sync import sync_scores
+    from lipforcing.media.faces import parse_face
     from lipforcing.media.io import read_audio, read_video
 
-    timings: dict[str, float] = defaultdict(float)
-
-    def timed(stage, fn, *a):
-        t0 = time.perf_counter()
-        r = fn(*a)
-        timings[stage] += time.perf_counter() - t0
-        return r
-
-    syncnet, label = None, None
-    if args.syncnet:
-        from lipforcing.evaluation.syncnet import load_syncnet
-
-        syncnet, label = load_syncnet(args.syncnet), "LipSyncNet (ours)"
-    elif args.syncnet_v2:
-        from lipforcing.evaluation.syncnet import load_syncnet_v2
-
-        syncnet, label = load_syncnet_v2(args.syncnet_v2), "SyncNetV2 (syncnet_python)"
-    lp, fidnet = LPIPS("alex"), FIDNet()
-    rows, pf, gf, notes = [], [], [], []
-    for p, g in tqdm(pairs(args.pred, args.gt), desc="eval", unit="video", disable=None):
-        pv, gv = timed("read", read_video, p, 25.0), timed("read", read_video, g, 25.0)
-        n = min(len(pv.frames), len(gv.frames))
-        if len(pv.frames) != len(gv.frames):
-            if not args.trim:
-                raise UserError(f"{p.name}: {len(pv.frames)} vs {len(gv.frames)} frames (--trim)")
-            notes.append(f"{p.name}: trimmed {len(pv.frames)} / {len(gv.frames)} -> {n} frames")
-        a, b = pv.frames[:n], gv.frames[:n]
-        row = {"video": p.name, "frames": n}
-        row["ssim"] = float(timed("ssim", ssim, a, b).mean())
-        row["psnr"] = float(np.mean(np.minimum(timed("psnr", psnr, a, b), 100.0)))
-        row["lpips"] = float(timed("lpips", lpips_frames, lp, a, b).mean())
-        pf.append(timed("fid_features", fidnet.features, a))
-        gf.append(timed("fid_features", fidnet.features, b))
-        if syncnet is not None:
-            audio = read_audio(args.audio) if args.audio else gv.audio
-            if audio is None:
-                raise UserError(f"{g.name}: no soundtrack; give --audio")
-            c, d, off = timed("sync", sync_scores, syncnet, a, audio)
-            row |= {"sync_c": c, "sync_d": d, "sync_offset": off}
-        rows.append(row)
-    summary = {k: float(np.mean([r[k] for r in rows])) for k in ("ssim", "psnr", "lpips")}
-    summary["fid"] = timed("fid", fid, pf, gf) if sum(map(len, pf)) > 1 else None
-    if syncnet is not None:
-        summary |= {k: float(np.mean([r[k] for r in rows])) for k in ("sync_c", "sync_d")}
-        notes.append(f"Sync-C / Sync-D by {label}")
-    if args.bench:
-        bench = json.loads(Path(args.bench).read_text())
-        summary |= {k: bench.get(k) for k in ("fps", "ttff_s")}
-    notes.append("FVD and CSIM: not computed by this version")
-    result = {"summary": summary, "videos": rows, "timings_s": dict(timings), "notes": notes}
-    write_report(args.out, result)
+    if args.csim_step < 1:
+        raise UserError("--csim-step must be >= 1")
+    todo = pairs(args.pred, args.gt)
+    bench = json.loads(Path(args.bench).read_text()) if args.bench else None
+    nets = Networks.load(
+        syncnet=args.syncnet,
+        syncnet_v2=args.syncnet_v2,
+        arcface=args.arcface,
+        fvd_layer=args.fvd_layer,
+    )
+    ev = Evaluator(nets, args.full_frame, args.trim, args.csim_step, parse_face(args.face))
+    driving = read_audio(args.audio) if args.audio and nets.syncnet is not None else None
+    for p, g in tqdm(todo, desc="eval", unit="video", disable=None):
+        pv = ev.timed("read", read_video, p, FPS)
+        gv = ev.timed("read", read_video, g, FPS)
+        audio = driving if driving is not None else gv.audio
+        if audio is None and nets.syncnet is not None and g.with_suffix(".wav").is_file():
+            audio = read_audio(g.with_suffix(".wav"))  # clips-256 style: speech beside the mp4
+        if nets.syncnet is not None and audio is None:
+            raise UserError(f"{g.name}: no soundtrack for Sync; give --audio")
+        ev.add(p.name, pv.frames, gv.frames, audio)
+    result = ev.result(bench)
+    write_report(args.out, result, args.label)
     print((Path(args.out) / "metrics.md").read_text())
-    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_s"].items()))
     return 0

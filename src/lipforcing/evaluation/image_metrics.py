@@ -9,9 +9,9 @@ PSNR uses the MSE over all pixels and channels with peak 255.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lipforcing.errors import UserError
 
@@ -33,21 +33,36 @@ def _check(a, b) -> None:
         raise UserError(f"frame shapes differ: {np.shape(a)} vs {np.shape(b)}")
 
 
-def ssim(pred, gt, data_range: float = 255.0) -> np.ndarray:
-    """Per-frame SSIM of (..., H, W, 3) frames (H, W >= 11) -> (N,) float64."""
-    _check(pred, gt)
-    x, y = _frames(pred), _frames(gt)
-    g = _gaussian()
-    k = (g[:, None] * g[None]).expand(3, 1, 11, 11).contiguous()
+def _ssim_batch(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
+    g = _gaussian().numpy()
+    r = len(g) // 2
 
-    def blur(z):
-        return F.conv2d(z, k, groups=3)  # valid region only: pixels >= 5 from the border
+    def blur(z):  # separable Gaussian (OpenCV, float64), valid region: pixels >= r from the border
+        planes = z.reshape(-1, *z.shape[-2:])
+        out = np.stack([cv2.sepFilter2D(p, cv2.CV_64F, g, g) for p in planes])
+        return out.reshape(z.shape)[..., r:-r, r:-r]
 
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return s.mean(dim=(1, 2, 3)).numpy()
+    return s.mean(axis=(1, 2, 3))
+
+
+def ssim(pred, gt, data_range: float = 255.0, batch: int = 2) -> np.ndarray:
+    """Per-frame SSIM of (..., H, W, 3) frames (H, W >= 11) -> (N,) float64 (computed a few
+    frames at a time so the float64 temporaries stay in cache)."""
+    _check(pred, gt)
+    x, y = _frames(pred).numpy(), _frames(gt).numpy()  # (N, 3, H, W) float64
+    out = [
+        _ssim_batch(
+            np.ascontiguousarray(x[i : i + batch]),
+            np.ascontiguousarray(y[i : i + batch]),
+            data_range,
+        )
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def psnr(pred, gt, data_range: float = 255.0) -> np.ndarray:
