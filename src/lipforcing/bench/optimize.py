@@ -93,6 +93,8 @@ class FP8Linear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().clone()
         self.register_buffer("bias", bias)
         self.out_dtype = linear.weight.dtype
+        # Blocks read ``ffn[0].weight.dtype`` as their activation dtype: an empty stand-in.
+        self.register_buffer("weight", linear.weight.new_empty(0), persistent=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from lipforcing.bench import optimize
@@ -111,8 +112,13 @@ class StudentStream:
         return [self.first if i == 0 else self.later for i in range(chunks)]
 
 
-def student_run(s: Setup, stream: StudentStream, chunks: int) -> dict:
-    """One stream of ``chunks`` chunks from a fresh cache; TTFF at the first chunk's decode."""
+def student_run(
+    s: Setup, stream: StudentStream, chunks: int, collect: list[Tensor] | None = None
+) -> dict:
+    """One stream of ``chunks`` chunks from a fresh cache; TTFF at the first chunk's decode.
+
+    ``collect`` receives every chunk's x0 prediction (the equivalence tests read it).
+    """
     p, opts = s.preset, s.opts
     steps = opts.student_steps or p.causal.student_steps
     g = torch.Generator().manual_seed(opts.seed)
@@ -156,6 +162,8 @@ def student_run(s: Setup, stream: StudentStream, chunks: int) -> dict:
         if not opts.kv_after_decode:
             write_chunk(model, cache, x0, cond)
         out = x0
+        if collect is not None:
+            collect.append(x0.clone())
         if codec is not None:
             with stages.stage("decode"):
                 out = decoder.push(x0)

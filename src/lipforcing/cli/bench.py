@@ -87,7 +87,7 @@ def options_from_args(args: argparse.Namespace):
     """Validate the arguments into :class:`BenchOptions` (UserError, one line, when wrong)."""
     import torch
 
-    from lipforcing.bench.harness import BenchOptions
+    from lipforcing.bench.harness import BenchOptions, bench_preset
     from lipforcing.config import PRESETS
     from lipforcing.errors import UserError
 
@@ -107,7 +107,7 @@ def options_from_args(args: argparse.Namespace):
         except ValueError:
             raise UserError(f"--student-steps {args.student_steps!r}: use e.g. 0,30") from None
     try:
-        return BenchOptions(
+        opts = BenchOptions(
             preset=args.preset,
             mode=args.mode,
             device=args.device,
@@ -129,8 +129,10 @@ def options_from_args(args: argparse.Namespace):
             sdpa=args.sdpa,
             seed=args.seed,
         )
+        bench_preset(opts)  # the overrides must give a valid preset
     except ValueError as e:
         raise UserError(str(e)) from None
+    return opts
 
 
 def _valid_device(name: str) -> bool:

@@ -1,0 +1,59 @@
+"""``lipforcing bench``: one-line errors and a quick JSON run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lipforcing.cli.main import main
+
+QUICK = ["--runs", "1", "--warmup", "0", "--chunks", "2", "--frames", "9", "--teacher-steps", "1"]
+SMALL = ["--layers", "1", "--resolution", "64"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "nope"], "unknown preset 'nope'"),
+        (["--mode", "fast"], "unknown mode 'fast'"),
+        (["--dtype", "fp16"], "unknown dtype 'fp16'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--cuda-graphs"], "--cuda-graphs needs --device cuda"),
+        (["--student-steps", "0,x"], "--student-steps"),
+        (["--runs", "0"], "runs >= 1"),
+        (["--frames", "80"], "1 + 4k"),
+        (["--resolution", "72"], "multiple of 16"),
+        (["--sdpa", "fastest"], "unknown SDPA backend"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ],
+)
+def test_one_line_errors(argv, message, capsys):
+    assert main(["bench", *QUICK, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_unavailable(capsys):
+    assert main(["bench", "--device", "cuda", *QUICK]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_json_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--mode", "both", "--json", "--threads", "1", "--out", str(out)]
+    assert main([*argv, *QUICK, *SMALL]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["speedup"] > 0 and printed["commit"] and printed["date"].endswith("UTC")
+    assert printed["command"].startswith("lipforcing bench")
+    assert printed["device"].startswith("cpu")
+
+
+def test_text_summary(capsys):
+    assert main(["bench", "--mode", "student", "--threads", "1", *QUICK, *SMALL]) == 0
+    text = capsys.readouterr().out
+    assert "student:" in text and "FPS" in text and "TTFF" in text
