@@ -57,3 +57,17 @@ def test_text_summary(capsys):
     assert main(["bench", "--mode", "student", "--threads", "1", *QUICK, *SMALL]) == 0
     text = capsys.readouterr().out
     assert "student:" in text and "FPS" in text and "TTFF" in text
+
+
+def test_recorded_command_reproduces_the_options():
+    import argparse
+    import shlex
+
+    from lipforcing.cli import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    argv = [*QUICK, *SMALL, "--student-steps", "0,13,25,37", "--no-codec", "--dtype", "bf16"]
+    opts = bench.options_from_args(parser.parse_args(argv))
+    again = shlex.split(bench.command_line(opts, threads=1))[2:]
+    assert bench.options_from_args(parser.parse_args(again)) == opts

@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,8 +45,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--out", type=Path, default=None, help="also write the JSON result to this file")
 
 
-def provenance(argv: list[str] | None = None) -> dict:
-    """Commit, date, command and machine of a measurement."""
+FLAGS = {  # BenchOptions field -> flag of this command
+    "teacher_frames": "--frames",
+    "codec": "--no-codec",
+    "kv_after_decode": "--kv-before-decode",
+}
+
+
+def command_line(opts, threads: int | None) -> str:
+    """The ``lipforcing bench`` command reproducing ``opts`` (non-default options only)."""
+    import dataclasses
+
+    from lipforcing.bench.harness import BenchOptions
+
+    default = BenchOptions()
+    parts = ["lipforcing bench", f"--preset {opts.preset}", f"--mode {opts.mode}"]
+    for f in dataclasses.fields(opts):
+        value = getattr(opts, f.name)
+        if f.name in ("preset", "mode") or value == getattr(default, f.name):
+            continue
+        flag = FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, tuple):
+            parts.append(f"{flag} {','.join(map(str, value))}")
+        else:
+            parts.append(f"{flag} {value}")
+    if threads is not None:
+        parts.append(f"--threads {threads}")
+    return " ".join(parts)
+
+
+def provenance() -> dict:
+    """Commit, date and machine of a measurement."""
     import torch
 
     root = Path(__file__).resolve().parents[3]
@@ -65,7 +95,6 @@ def provenance(argv: list[str] | None = None) -> dict:
     return {
         "commit": commit + ("-dirty" if dirty else ""),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "lipforcing bench " + " ".join(sys.argv[2:] if argv is None else argv),
         "machine": platform.node(),
         "cpu": _cpu_name(),
         "torch": torch.__version__,
@@ -178,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     result = benchmark(opts, progress=not args.json)
     result["device"] = _device_name(opts.device)
     result.update(provenance())
+    result["command"] = command_line(opts, args.threads)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
