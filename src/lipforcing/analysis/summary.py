@@ -10,7 +10,8 @@ Recommendation (our rule; the paper reads its figures by eye):
    (fidelity alone when no SyncNet was given). Scores are computed per clip, then mean +- SE.
 2. Joint optimum: the (s_0, s_1, j_1) with the highest mean score.
    A metric whose per-point means spread (std) no more than twice its paired noise (median SE
-   of the clip-centred values) carries no signal and is left out of the score (reported).
+   of the clip-centred values) carries no signal and is left out of the score (reported; when
+   no metric has signal, all are used and the summary says the result is unsupported).
 3. Plateau: the contiguous j_1 around the optimum (same s_0, s_1) whose paired difference to the
    optimum, mean over clips of score(j_1) - score(j*), is within ``max(its SE, 0.05)``.
 4. Recommended landing: the optimum's j_1 when it is an unguided-first schedule (s_0 = 1, the
@@ -129,13 +130,16 @@ def signal(res: Results, drop: str, metric: str) -> tuple[float, float, float, f
 def joint_scores(res: Results, drop: str) -> Scores:
     """Per-clip joint score of every factorial schedule (see the module docstring, step 1)."""
     candidates = [m for m in res.metrics if res.has_sync or m in ("lpips", "ssim")]
-    ranges, flat = {}, []
+    ranges, flat, every = {}, [], {}
     for m in candidates:
         lo, hi, spread, noise = signal(res, drop, m)
+        every[m] = (lo, hi - lo if hi > lo else 1.0)
         if hi > lo and not spread <= SIGNAL_RATIO * noise:  # NaN noise (one clip): keep it
-            ranges[m] = (lo, hi - lo)
+            ranges[m] = every[m]
         else:
             flat.append(m)
+    if not ranges:  # nothing beats the noise: score on everything, reported as unsupported
+        ranges = every
     table, curves = {}, {}
     for combo in res.combos(drop):
         tables = {m: res.per_clip("factorial", *combo, drop, m) for m in candidates}
@@ -146,7 +150,7 @@ def joint_scores(res: Results, drop: str) -> Scores:
         js = np.array(sorted(table[combo]))
         stats = [mean_se(list(table[combo][j].values())) for j in js]
         curves[combo] = Curve(js, *(np.array(x) for x in zip(*stats)), len(res.clips))
-    return Scores(table, curves, tuple(ranges), tuple(flat))
+    return Scores(table, curves, tuple(m for m in ranges if m not in flat), tuple(flat))
 
 
 def joint_value(tables: dict, ranges: dict, j: int, clip: str) -> float:
@@ -283,7 +287,8 @@ def summary_markdown(res: Results, meta: dict, taus: list[float], notes: str = "
         "reference frames and conditions in every arm). Values: mean ± 1 SE over clips.",
         f"Teacher preset {meta.get('preset', '?')}, {meta.get('num_steps', 50)}-step grid "
         f"(shift {meta.get('shift', 5.0)}); CFG arm s = {s:g}; drop modes: "
-        f"{', '.join(res.drop_modes)}; sync network: {meta.get('syncnet') or 'none'}.",
+        f"{', '.join(res.drop_modes)}; sync network: "
+        f"{meta.get('syncnet') or ('given' if res.has_sync else 'none')}.",
         f"Command: `{meta.get('command', '')}`" if meta.get("command") else "",
         "",
     ]
@@ -306,7 +311,13 @@ def summary_markdown(res: Results, meta: dict, taus: list[float], notes: str = "
         )
         closed = ", ".join(f"j_1 = {j}: {pct(g)}" for j, g in r.gap_closed.items())
         flat = (
-            f" Left out of the joint score (range within paired noise): {', '.join(r.flat)}."
+            (
+                f" Left out of the joint score (no signal above the paired noise): "
+                f"{', '.join(r.flat)}."
+                if r.metrics
+                else " **No metric varies above the paired noise across the factorial: the joint "
+                "score uses all of them, and this recommendation is not supported by the data.**"
+            )
             if r.flat
             else ""
         )
