@@ -17,8 +17,10 @@ from lipforcing.analysis.scoring import (
     select_windows,
 )
 from lipforcing.data.datasets import ShardDataset
+from lipforcing.errors import UserError
 from lipforcing.evaluation.image_metrics import ssim
 from lipforcing.evaluation.lpips import LPIPS
+from lipforcing.evaluation.syncnet import LipSyncNet, SyncNetV2
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,41 @@ def test_prepare_clip_matches_the_training_cache_and_windows_round_robin(tmp_pat
     assert clip.cond.audio.shape == (1, 12, preset.audio.feature_dim)
     assert clip.waveform.shape == (9 * 640,)  # 9 frames of 16 kHz audio at 25 fps
     np.testing.assert_array_equal(clip.waveform, ds.shards[1][0]["audio"][: 9 * 640])
+
+
+def test_sync_is_the_valid_pair_offset_search(lpips):
+    """Sync-D / Sync-C against a direct loop over offsets and window pairs (numpy)."""
+    torch.manual_seed(0)
+    net = LipSyncNet().eval()
+    rng = np.random.default_rng(2)
+    t, s = 13, 32
+    clip = toy_clip(t=t, s=s)
+    clip.features = torch.from_numpy(rng.standard_normal((t, net.cfg.audio_dim)).astype(np.float32))
+    frames = rng.integers(0, 255, (t, s, s, 3), dtype=np.uint8)
+    scorer = MouthScorer(None, lpips, net, max_shift=3)
+    got = scorer.sync(frames, clip)
+    with torch.no_grad():
+        v = net.video_windows(torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1)
+        a = net.embed_audio(clip.features[2 : t - 2])
+    v, a = v.numpy(), a.numpy()
+    n = len(v)
+    dist = [
+        np.mean([np.linalg.norm(v[i] - a[i + k]) for i in range(n) if 0 <= i + k < n])
+        for k in range(-3, 4)
+    ]
+    assert got["sync_d"] == pytest.approx(min(dist), rel=1e-5)
+    assert got["sync_c"] == pytest.approx(np.median(dist) - min(dist), abs=1e-5)
+
+
+def test_syncnet_v2_reads_the_window_waveform(lpips):
+    torch.manual_seed(0)
+    net = SyncNetV2().eval()
+    clip = toy_clip(t=9)
+    clip.waveform = np.random.default_rng(3).standard_normal(9 * 640).astype(np.float32) * 0.1
+    scorer = MouthScorer(None, lpips, net)
+    assert scorer.sync_audio(clip) is clip.waveform
+    got = scorer.sync(clip.gt, clip)
+    assert np.isfinite(got["sync_d"]) and got["sync_c"] >= 0
+    clip.waveform = None
+    with pytest.raises(UserError, match="audio.npy"):
+        scorer.sync(clip.gt, clip)

@@ -154,6 +154,7 @@ class MouthScorer:
             out += self.score_frames(to_uint8(video[:, :, : clip.gt.shape[0]]), clip)
         return out
 
+    @torch.no_grad()
     def score_frames(self, frames: np.ndarray, clip: Clip) -> list[dict[str, float]]:
         """Scores of decoded crops (K, T, S, S, 3) uint8 against ``clip``, one dict per clip."""
         from lipforcing.evaluation.image_metrics import ssim
@@ -172,6 +173,7 @@ class MouthScorer:
             out.append(scores)
         return out
 
+    @torch.no_grad()
     def sync(self, frames: np.ndarray, clip: Clip) -> dict[str, float]:
         """Sync-C / Sync-D of (T, S, S, 3) crops over shifts -k..k using valid pairs only."""
         from lipforcing.evaluation.sync import as_video, valid_shift_distances
@@ -185,6 +187,7 @@ class MouthScorer:
         d_min = float(dist.min())
         return {"sync_c": float(dist.median()) - d_min, "sync_d": d_min}
 
+    @torch.no_grad()
     def mouth_lpips(self, pred: np.ndarray, gt: np.ndarray, key: str) -> Tensor:
         """LPIPS of (N, h, w, 3) uint8 mouth boxes against the clip's T ground-truth boxes
         (N = K T, frame n against gt n mod T); the ground-truth features are computed once."""
