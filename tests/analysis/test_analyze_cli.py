@@ -62,7 +62,7 @@ def test_bad_step_list_is_one_line(teacher, tmp_path, capsys):
 
 def test_report_without_results_is_one_line(tmp_path, capsys):
     assert main(["analyze", "report", "--out", str(tmp_path)]) == 2
-    assert "no trajectory.csv" in error_line(capsys)
+    assert "no finished clips" in error_line(capsys)
 
 
 def test_cli_run_writes_csv_figures_summary_and_resumes(teacher, tmp_path, monkeypatch, capsys):
@@ -93,4 +93,7 @@ def test_cli_run_writes_csv_figures_summary_and_resumes(teacher, tmp_path, monke
     with (out / "trajectory.csv").open() as f:
         assert list(csv.DictReader(f)) == rows
     capsys.readouterr()
-    assert main(["analyze", "report", "--out", str(out)]) == 0
+    (out / "trajectory.csv").unlink()
+    assert main(["analyze", "report", "--out", str(out)]) == 0  # rebuilt from out/clips
+    with (out / "trajectory.csv").open() as f:
+        assert list(csv.DictReader(f)) == rows

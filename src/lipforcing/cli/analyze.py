@@ -4,8 +4,9 @@ Paired 50-step teacher trajectories on held-out clips: CFG vs no-CFG (panel a), 
 (s_0, s_1) factorial against the landing j_1 (panel b) and the fixed-CFG sweep, scored on the
 mouth region (LPIPS, SSIM; Sync-C / Sync-D with --syncnet or --syncnet-v2). Writes
 trajectory.csv, trajectory.png, factorial.png, sweep.png and summary.md; a rerun with the same
-settings resumes by clip. ``lipforcing analyze report --out DIR`` redraws figures and summary
-from an existing trajectory.csv (e.g. after adding DIR/notes.md).
+settings resumes by clip. ``lipforcing analyze report --out DIR`` rebuilds trajectory.csv from the
+finished clips (also of an interrupted run) and redraws figures and summary (e.g. after adding
+DIR/notes.md, which is appended to summary.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="samples per network call")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r = sub.add_parser("report", help="redraw figures and summary.md from trajectory.csv")
+    r = sub.add_parser("report", help="trajectory.csv, figures and summary.md from finished clips")
     r.add_argument("--out", required=True, help="folder of a finished analysis")
 
 
@@ -82,17 +83,19 @@ def run_report(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from lipforcing.analysis.run import read_rows, write_report
+    from lipforcing.analysis.run import read_rows, write_report, write_rows
     from lipforcing.errors import UserError
 
     out = Path(args.out)
-    if not (out / "trajectory.csv").is_file():
-        raise UserError(f"{out}: no trajectory.csv (run `lipforcing analyze trajectory` first)")
-    config = (
-        json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
-    )
+    parts = sorted((out / "clips").glob("*.csv"))
+    if not parts:
+        raise UserError(f"{out}: no finished clips (run `lipforcing analyze trajectory` first)")
+    rows = [r for p in parts for r in read_rows(p)]  # an interrupted run reports what it has
+    write_rows(out / "trajectory.csv", rows)
+    path = out / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
     meta = {**config, **config.get("trajectory", {})}
-    print(write_report(out, read_rows(out / "trajectory.csv"), meta))
+    print(write_report(out, rows, meta))
     return 0
 
 
