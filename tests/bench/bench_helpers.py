@@ -7,7 +7,7 @@ import dataclasses
 import torch
 
 from lipforcing.bench.harness import BenchOptions, make_setup
-from lipforcing.bench.runs import StudentStream, student_run
+from lipforcing.bench.student import StudentStream, student_run
 
 SMALL = BenchOptions(
     preset="tiny",
@@ -19,11 +19,12 @@ SMALL = BenchOptions(
     teacher_steps=2,
     layers=2,
     resolution=64,
+    codec=False,  # DiT stages; the codec stages have their own tests
 )
 
 
 def stream_outputs(
-    chunks: int = 5, model_fn=None, **overrides
+    chunks: int = 5, model_fn=None, runner=student_run, **overrides
 ) -> tuple[list[torch.Tensor], object]:
     """x0 of every chunk of one student stream (and the set-up), optionally wrapping the model."""
     opts = dataclasses.replace(SMALL, **overrides)
@@ -33,5 +34,5 @@ def stream_outputs(
     stream = StudentStream(s)
     out: list[torch.Tensor] = []
     with torch.inference_mode():
-        student_run(s, stream, chunks, collect=out)
+        runner(s, stream, chunks, collect=out)
     return out, stream

@@ -10,7 +10,7 @@ from bench_helpers import SMALL, stream_outputs
 
 from lipforcing.bench import optimize
 from lipforcing.bench.harness import make_setup
-from lipforcing.bench.runs import StudentStream
+from lipforcing.bench.student import StudentStream, student_run_overlapped
 from lipforcing.diffusion.causal import generate_chunk
 from lipforcing.diffusion.samplers import cpu_noise
 
@@ -59,6 +59,11 @@ def test_harness_stream_is_generate_chunk(reference):
 
 def test_kv_write_after_decode_is_exact(reference):
     _same(stream_outputs(CHUNKS, kv_after_decode=True)[0], reference)
+
+
+def test_overlapped_schedule_is_exact(reference):
+    """Codec/DiT lanes (inline on the CPU): encode k+1 before decode k, same outputs."""
+    _same(stream_outputs(CHUNKS, runner=student_run_overlapped)[0], reference)
 
 
 def test_sdpa_backends_agree(reference):

@@ -64,6 +64,7 @@ class BenchOptions:
     kv_after_decode: bool = True  # decode a chunk before writing its KV entries (lower TTFF)
     compile: bool = False  # torch.compile the blocks' cache-free halves
     cuda_graphs: bool = False  # CUDA only: replay the steady-state chunk calls as graphs
+    overlap: bool = False  # codec and DiT on two CUDA streams (inline reordering on the CPU)
     fp8: bool = False  # CUDA sm89+ only: FP8 (e4m3) block Linears with per-tensor scales
     sdpa: str = "auto"  # SDPA backend: auto, flash, cudnn, efficient, math
     seed: int = 0
@@ -138,12 +139,13 @@ def build_bench_codec(preset: PresetConfig, opts: BenchOptions, device, dtype):
     """The preset's codec with random weights, or (None, reason) when there is none."""
     if not opts.codec:
         return None, "codec disabled (--no-codec): DiT stages only"
+    torch.manual_seed(opts.seed + 1)
     try:
         from lipforcing.codecs import build_codec
-    except ImportError:
-        return None, "lipforcing.codecs.build_codec is not available yet: DiT stages only"
-    torch.manual_seed(opts.seed + 1)
-    codec = build_codec(preset.codec)
+
+        codec = build_codec(preset.codec)
+    except ImportError as e:
+        return None, f"no {preset.codec.kind} codec available ({e}): DiT stages only"
     if isinstance(codec, torch.nn.Module):
         codec = codec.to(device=device, dtype=dtype).eval().requires_grad_(False)
     kind = f"{preset.codec.kind} encoder + {preset.codec.decoder} decoder"

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 
 import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from lipforcing.bench import optimize
@@ -26,11 +25,10 @@ from lipforcing.bench.harness import (
     phase_summary,
     release,
 )
+from lipforcing.bench.student import StudentStream, student_run, student_run_overlapped
 from lipforcing.bench.timing import MemoryMeter, Stages
 from lipforcing.data.conditions import assemble_cond, mask_pixels
-from lipforcing.diffusion.causal import denoise_chunk, write_chunk
 from lipforcing.diffusion.samplers import cpu_noise, euler_sample
-from lipforcing.models.kv_cache import KVCache
 
 # ----------------------------------------------------------------------------- teacher
 
@@ -85,103 +83,6 @@ def teacher_run(s: Setup, num_steps: int) -> dict:
     return {"frames": t_frames, "total_s": total, "ttff_s": total, "stages": stages.per_call_ms()}
 
 
-# ----------------------------------------------------------------------------- student
-
-
-class StudentStream:
-    """Random crops and audio features for a stream, and the student's per-run state."""
-
-    def __init__(self, s: Setup) -> None:
-        p = s.preset
-        g = torch.Generator().manual_seed(s.opts.seed)
-        self.first = p.codec.video_frames(p.causal.chunk_frames)  # 9 video frames
-        self.later = p.codec.temporal_stride * p.causal.chunk_frames  # 12
-        size = p.media.crop_size
-        self.video = s.rand(1, 3, self.later, size, size, generator=g)  # reused every chunk
-        self.masked = mask_pixels(self.video, s.mask)
-        self.audio = torch.randn(1, self.later, p.model.audio_feature_dim, generator=g)
-        self.audio = self.audio.to(s.device, s.dtype)
-        self.context = s.context(g)
-        n = p.causal.chunk_frames
-        self.latents = [s.random_latents(n, g) for _ in range(3)]  # masked, ref_seq, ref
-        self.cache = KVCache.allocate(
-            p.model, 1, p.latent_hw, p.causal, device=s.device, dtype=s.dtype
-        )
-
-    def sizes(self, chunks: int) -> list[int]:
-        return [self.first if i == 0 else self.later for i in range(chunks)]
-
-
-def student_run(
-    s: Setup, stream: StudentStream, chunks: int, collect: list[Tensor] | None = None
-) -> dict:
-    """One stream of ``chunks`` chunks from a fresh cache; TTFF at the first chunk's decode.
-
-    ``collect`` receives every chunk's x0 prediction (the equivalence tests read it).
-    """
-    p, opts = s.preset, s.opts
-    steps = opts.student_steps or p.causal.student_steps
-    g = torch.Generator().manual_seed(opts.seed)
-    stages = Stages(s.clock)
-    model = TimedModel(s.model, stages)
-    cache = stream.cache
-    cache.reset()
-    codec = s.codec
-    start = s.clock.stamp()
-    first_out = None
-    if codec is not None:
-        with stages.stage("encode"):
-            ref = s.encode(stream.video[:, :, :1])
-        enc_masked, enc_ref = codec.stream_encoder(), codec.stream_encoder()
-        decoder = codec.stream_decoder()
-    else:
-        ref = stream.latents[2][:, :, :1]
-    out = None
-    for i, n in enumerate(stream.sizes(chunks)):
-        model.new_chunk()
-        if codec is not None:
-            with stages.stage("encode"):
-                masked = enc_masked.push(stream.masked[:, :, :n]).to(s.dtype)
-                ref_seq = enc_ref.push(stream.video[:, :, :n]).to(s.dtype)
-        else:
-            masked, ref_seq = stream.latents[0], stream.latents[1]
-        cond = assemble_cond(
-            masked=masked,
-            ref_frame=ref,
-            ref_seq=ref_seq,
-            mask=s.mask,
-            audio=stream.audio[:, :n],
-            pack=p.model.audio_pack_frames,
-            context=stream.context,
-            audio_packed=i > 0,
-        )
-        noise = cpu_noise(masked.shape, g, masked)
-        x0 = denoise_chunk(
-            model, cache, noise, cond, steps, p.schedule.num_steps, p.schedule.shift, g
-        )
-        if not opts.kv_after_decode:
-            write_chunk(model, cache, x0, cond)
-        out = x0
-        if collect is not None:
-            collect.append(x0.clone())
-        if codec is not None:
-            with stages.stage("decode"):
-                out = decoder.push(x0)
-        if i == 0:
-            first_out = s.clock.stamp()
-        if opts.kv_after_decode:
-            write_chunk(model, cache, x0, cond)
-    end = s.clock.stamp()
-    s.clock.sync()
-    check_finite(out, "student")
-    return {
-        "frames": sum(stream.sizes(chunks)),
-        "total_s": s.clock.seconds(start, end),
-        "ttff_s": s.clock.seconds(start, first_out),
-        "stages": stages.per_call_ms(),
-    }
-
-
 # ----------------------------------------------------------------------------- phases
 
 
@@ -199,8 +100,10 @@ def _phase(name: str, opts: BenchOptions, progress: bool) -> dict:
             if opts.cuda_graphs:
                 s.model = optimize.CudaGraphStudent(s.model)
 
+            run_stream = student_run_overlapped if opts.overlap else student_run
+
             def run(warm: bool) -> dict:
-                return student_run(s, stream, min(opts.chunks, 4) if warm else opts.chunks)
+                return run_stream(s, stream, min(opts.chunks, 4) if warm else opts.chunks)
 
         meter = MemoryMeter(s.device)
         with optimize.sdpa_backend(opts.sdpa), torch.inference_mode():
