@@ -1,0 +1,187 @@
+"""The codec interface every part uses, and the TAEHV-family codec that implements it.
+
+Layout (Wan's causal video latents): ``T = 1 + 4 (F - 1)`` frames <-> ``F`` latent frames;
+the first frame is encoded alone. A TAEHV-family stack works on groups of 4 frames, so the
+decoder drops its first 3 frames. The tiny codec's encoder repeats the first frame 3 times in
+front (exactly causal: streamable chunk by chunk); the official TAEHV encoder instead pads the
+end with copies of the last frame (as its reference implementation does), so its stream
+encoder takes whole groups of 4 frames.
+Latents are normalised per channel with the codec's ``latent_mean`` / ``latent_std``.
+
+Streaming: ``stream_encoder().push(x)`` takes ``1 + 4k`` frames first and ``4k`` afterwards,
+``stream_decoder().push(z)`` returns ``1 + 4 (F - 1)`` frames first and ``4 F`` afterwards;
+concatenated, both equal the whole-clip :meth:`Codec.encode` / :meth:`Codec.decode`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lipforcing.codecs.taehv import (
+    pixel_patch,
+    pixel_unpatch,
+    run_stack,
+    taehv_decoder,
+    taehv_encoder,
+    tiny_decoder,
+    tiny_encoder,
+)
+from lipforcing.config import CodecConfig
+
+Tensor = torch.Tensor
+TRIM = 3  # frames added in front of the first frame (time stride 4, first frame alone)
+
+
+class Codec(nn.Module):
+    """Video <-> normalised latents. ``encoder`` / ``decoder`` are TAEHV-family stacks."""
+
+    def __init__(self, cfg: CodecConfig, encoder: nn.Sequential, decoder: nn.Sequential) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder
+        self.decoder = decoder
+        c = cfg.latent_channels
+        self.register_buffer("latent_mean", torch.zeros(c))
+        self.register_buffer("latent_std", torch.ones(c))
+        # Official TAEHV works on [0, 1] pixels and pads the end; ours [-1, 1], pads the front.
+        self.unit_pixels = cfg.kind == "taehv"
+        self.front_pad = cfg.kind != "taehv"
+        self.patch = 1
+        self.to(memory_format=torch.channels_last)  # fast CPU convolutions (see run_stack)
+
+    # ------------------------------------------------------------------ geometry
+
+    @property
+    def temporal_stride(self) -> int:
+        return self.cfg.temporal_stride
+
+    @property
+    def spatial_stride(self) -> int:
+        return self.cfg.spatial_stride
+
+    @property
+    def latent_channels(self) -> int:
+        return self.cfg.latent_channels
+
+    def video_frames(self, latent_frames: int) -> int:
+        return self.cfg.video_frames(latent_frames)
+
+    def latent_frames(self, video_frames: int) -> int:
+        return self.cfg.latent_frames(video_frames)
+
+    # ------------------------------------------------------------------ pieces
+
+    def _check_video(self, video: Tensor, first: bool, memory_free: bool = False) -> None:
+        if video.dim() != 5 or video.shape[1] != 3:
+            raise ValueError(f"video must be (B, 3, T, H, W), got {tuple(video.shape)}")
+        t, (h, w) = video.shape[2], video.shape[-2:]
+        s = self.spatial_stride
+        if h % s or w % s:
+            raise ValueError(f"frame size {h}x{w} is not a multiple of {s}")
+        if first and not self.front_pad:  # official TAEHV: any length when whole, else 4k
+            ok = memory_free or t % self.temporal_stride == 0
+        else:
+            ok = (t - 1) % self.temporal_stride == 0 if first else t % self.temporal_stride == 0
+        if t < 1 or not ok:
+            need = "1 + 4k" if first and self.front_pad else "4k"
+            raise ValueError(f"{t} frames: this call needs {need} frames")
+
+    def _normalise(self, z: Tensor) -> Tensor:
+        shape = (1, -1, 1, 1, 1)
+        return (z - self.latent_mean.view(shape)) / self.latent_std.view(shape)
+
+    def _denormalise(self, z: Tensor) -> Tensor:
+        shape = (1, -1, 1, 1, 1)
+        return z * self.latent_std.view(shape) + self.latent_mean.view(shape)
+
+    def _encode_frames(self, video: Tensor, memory, first: bool) -> Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> (B, C, F, h, w) normalised."""
+        x = video.transpose(1, 2)  # (B, T, 3, H, W)
+        if first and self.front_pad:
+            x = torch.cat([x[:, :1].expand(-1, TRIM, -1, -1, -1), x], 1)
+        elif memory is None and x.shape[1] % self.temporal_stride:
+            pad = self.temporal_stride - x.shape[1] % self.temporal_stride
+            x = torch.cat([x, x[:, -1:].expand(-1, pad, -1, -1, -1)], 1)
+        if self.unit_pixels:
+            x = (x + 1) / 2
+        z = run_stack(self.encoder, pixel_patch(x, self.patch), memory)
+        return self._normalise(z.transpose(1, 2))
+
+    def _decode_latents(self, z: Tensor, memory, first: bool) -> Tensor:
+        """(B, C, F, h, w) normalised -> (B, 3, T, H, W) in [-1, 1] (about)."""
+        x = run_stack(self.decoder, self._denormalise(z).transpose(1, 2), memory)
+        x = pixel_unpatch(x, self.patch)
+        if self.unit_pixels:
+            x = x * 2 - 1
+        if first:
+            x = x[:, TRIM:]
+        return x.transpose(1, 2)
+
+    # ------------------------------------------------------------------ whole clips
+
+    def encode(self, video: Tensor) -> Tensor:
+        self._check_video(video, first=True, memory_free=True)
+        return self._encode_frames(video, None, first=True)
+
+    def decode(self, z: Tensor) -> Tensor:
+        if z.dim() != 5 or z.shape[1] != self.latent_channels:
+            raise ValueError(f"latents must be (B, {self.latent_channels}, F, h, w)")
+        return self._decode_latents(z, None, first=True)
+
+    def stream_encoder(self) -> StreamEncoder:
+        return StreamEncoder(self)
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder(self)
+
+
+class _Stream:
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.reset()
+
+    def reset(self) -> None:
+        self.memory: dict[int, Tensor] = {}
+        self.started = False
+
+
+class StreamEncoder(_Stream):
+    """Chunk-by-chunk encoder: ``1 + 4k`` frames first, then ``4k`` frames per push."""
+
+    def push(self, video: Tensor) -> Tensor:
+        first = not self.started
+        self.codec._check_video(video, first)
+        z = self.codec._encode_frames(video, self.memory, first)
+        self.started = True
+        return z
+
+
+class StreamDecoder(_Stream):
+    """Chunk-by-chunk decoder: latents in, their frames out (3 fewer on the first push)."""
+
+    def push(self, z: Tensor) -> Tensor:
+        first = not self.started
+        x = self.codec._decode_latents(z, self.memory, first)
+        self.started = True
+        return x
+
+
+def build_taehv_family(cfg: CodecConfig) -> Codec:
+    """Randomly initialised codec of ``cfg`` (``tiny`` or ``taehv``)."""
+    c = cfg.latent_channels
+    if cfg.spatial_stride != 8 or cfg.temporal_stride != 4:
+        raise ValueError("TAEHV-family codecs have strides 4 (time) x 8 x 8 (space)")
+    if cfg.kind == "tiny":
+        return Codec(cfg, tiny_encoder(c, cfg.width), tiny_decoder(c, cfg.width))
+    if cfg.kind == "taehv":
+        dec = (
+            (256, 128, 64, 64)
+            if cfg.width == 64
+            else (4 * cfg.width, 2 * cfg.width) + (cfg.width,) * 2
+        )
+        return Codec(cfg, taehv_encoder(c, cfg.width), taehv_decoder(c, dec))
+    raise ValueError(f"not a TAEHV-family codec: {cfg.kind}")
+
+
+__all__ = ["Codec", "StreamDecoder", "StreamEncoder", "build_taehv_family"]
