@@ -30,7 +30,7 @@ def stream_outputs(
     opts = dataclasses.replace(SMALL, **overrides)
     s = make_setup(opts, "block_causal")
     if model_fn is not None:
-        s.model = model_fn(s.model)
+        s.net = model_fn(s.net)
     stream = StudentStream(s)
     out: list[torch.Tensor] = []
     with torch.inference_mode():

@@ -61,6 +61,15 @@ def test_kv_write_after_decode_is_exact(reference):
     _same(stream_outputs(CHUNKS, kv_after_decode=True)[0], reference)
 
 
+def test_kv_write_shortcut_is_exact(reference):
+    """Skipping the last block's tail and the head leaves bitwise the same cache entries."""
+    out, stream = stream_outputs(CHUNKS, model_fn=optimize.KVWriteShortcut)
+    _same(out, reference)
+    full = stream_outputs(CHUNKS, kv_after_decode=False)[1].cache
+    assert torch.equal(stream.cache.k, full.k) and torch.equal(stream.cache.v, full.v)
+    assert (stream.cache.frames, stream.cache.total_frames) == (full.frames, full.total_frames)
+
+
 def test_overlapped_schedule_is_exact(reference):
     """Codec/DiT lanes (inline on the CPU): encode k+1 before decode k, same outputs."""
     _same(stream_outputs(CHUNKS, runner=student_run_overlapped)[0], reference)
@@ -85,6 +94,11 @@ def test_cuda_graph_logic_emulated(reference):
     _same(out, reference, atol=1e-6, rtol=1e-6)
     assert len(wrapped["w"].recordings) == 2  # one read and one write graph
     assert stream.cache.total_frames == 3 * CHUNKS and stream.cache.frames == 4
+
+    def wrap_shortcut(model):  # the harness's order: graphs around the KV-write shortcut
+        return optimize.CudaGraphStudent(optimize.KVWriteShortcut(model), emulate=True)
+
+    _same(stream_outputs(CHUNKS, model_fn=wrap_shortcut)[0], reference, atol=1e-6, rtol=1e-6)
 
 
 def test_bf16_within_bf16_tolerance(reference):

@@ -62,6 +62,8 @@ class BenchOptions:
     resolution: int | None = None  # crop side in pixels instead of the preset's
     codec: bool = True  # include codec encode/decode when lipforcing.codecs provides one
     kv_after_decode: bool = True  # decode a chunk before writing its KV entries (lower TTFF)
+    kv_shortcut: bool = True  # KV write skips the last block's unused tail and the head
+    paired_encode: bool = True  # masked and reference-sequence crops as one batch-2 encode
     compile: bool = False  # torch.compile the blocks' cache-free halves
     cuda_graphs: bool = False  # CUDA only: replay the steady-state chunk calls as graphs
     overlap: bool = False  # codec and DiT on two CUDA streams (inline reordering on the CPU)
@@ -188,6 +190,11 @@ class Setup:
     codec_note: str
     clock: Clock
     mask: Tensor  # (S, S) crop-pixel mouth mask
+    net: Any = None  # what the runs call: the model or a wrapper of it (None: the model)
+
+    def __post_init__(self) -> None:
+        if self.net is None:
+            self.net = self.model
 
     def rand(self, *shape: int, generator: torch.Generator) -> Tensor:
         x = torch.rand(*shape, generator=generator) * 2 - 1
@@ -228,7 +235,7 @@ def release(setup: Setup | None) -> None:
     """Free a phase's networks before the next phase builds its own."""
     if setup is None:
         return
-    setup.model = setup.codec = None
+    setup.model = setup.codec = setup.net = None
     gc.collect()
     if setup.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -43,7 +43,7 @@ def teacher_run(s: Setup, num_steps: int) -> dict:
     audio = torch.randn(1, t_frames, p.model.audio_feature_dim, generator=g).to(s.device, s.dtype)
     context = s.context(g)
     stages = Stages(s.clock)
-    model = TimedModel(s.model, stages, names="clip")
+    model = TimedModel(s.net, stages, names="clip")
     start = s.clock.stamp()
     if s.codec is not None:
         with stages.stage("encode"):
@@ -97,8 +97,10 @@ def _phase(name: str, opts: BenchOptions, progress: bool) -> dict:
                 return teacher_run(s, 1 if warm else num_steps)
         else:
             stream = StudentStream(s)
+            if opts.kv_shortcut:
+                s.net = optimize.KVWriteShortcut(s.net)
             if opts.cuda_graphs:
-                s.model = optimize.CudaGraphStudent(s.model)
+                s.net = optimize.CudaGraphStudent(s.net)
 
             run_stream = student_run_overlapped if opts.overlap else student_run
 
@@ -127,6 +129,8 @@ def _phase(name: str, opts: BenchOptions, progress: bool) -> dict:
                 network_calls_per_chunk=len(steps) + 1,
                 kv_cache_mb=stream.cache.nbytes / 2**20,
                 kv_after_decode=opts.kv_after_decode,
+                kv_shortcut=opts.kv_shortcut,
+                paired_encode=opts.paired_encode,
             )
         return out
     finally:

@@ -57,12 +57,14 @@ class _Chunks:
         p = s.preset
         self.steps = s.opts.student_steps or p.causal.student_steps
         self.g = torch.Generator().manual_seed(s.opts.seed)
-        self.model = TimedModel(s.model, stages)
+        self.model = TimedModel(s.net, stages)
         stream.cache.reset()
         codec = s.codec
         if codec is not None:
             self.encoders = (codec.stream_encoder(), codec.stream_encoder())
             self.decoder = codec.stream_decoder()
+            if s.opts.paired_encode:  # both crop streams pushed as one batch
+                self.pair = torch.cat([stream.masked, stream.video])  # (2, 3, 12, S, S)
 
     def reference(self) -> Tensor:
         if self.s.codec is None:
@@ -75,6 +77,9 @@ class _Chunks:
         if self.s.codec is None:
             return self.stream.latents[0], self.stream.latents[1]
         with self.stages.stage("encode"):
+            if self.s.opts.paired_encode:
+                both = self.encoders[0].push(self.pair[:, :, :n]).to(self.s.dtype)
+                return both[:1], both[1:]
             masked = self.encoders[0].push(self.stream.masked[:, :, :n]).to(self.s.dtype)
             ref_seq = self.encoders[1].push(self.stream.video[:, :, :n]).to(self.s.dtype)
         return masked, ref_seq

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--resolution", type=int, default=None, help="crop side in pixels instead of the preset's")
     a("--no-codec", action="store_true", help="time the DiT stages only")
     a("--kv-before-decode", action="store_true", help="write the KV cache before the decode")
+    a("--full-kv-pass", action="store_true", help="KV write as a whole forward (no shortcut)")
+    a("--separate-encoders", action="store_true", help="encode the two crop streams apart")
     a("--compile", action="store_true", help="torch.compile the blocks")
     a("--cuda-graphs", action="store_true", help="CUDA graphs for steady-state chunk calls")
     a("--fp8", action="store_true", help="FP8 (e4m3) block Linears via torch._scaled_mm")
@@ -50,6 +52,8 @@ FLAGS = {  # BenchOptions field -> flag of this command
     "teacher_frames": "--frames",
     "codec": "--no-codec",
     "kv_after_decode": "--kv-before-decode",
+    "kv_shortcut": "--full-kv-pass",
+    "paired_encode": "--separate-encoders",
 }
 
 
@@ -153,6 +157,8 @@ def options_from_args(args: argparse.Namespace):
             resolution=args.resolution,
             codec=not args.no_codec,
             kv_after_decode=not args.kv_before_decode,
+            kv_shortcut=not args.full_kv_pass,
+            paired_encode=not args.separate_encoders,
             compile=args.compile,
             cuda_graphs=args.cuda_graphs,
             overlap=args.overlap,
