@@ -78,3 +78,16 @@ def test_options_validation():
     for bad in ({"mode": "fast"}, {"dtype": "fp16"}, {"runs": 0}, {"teacher_frames": 80}):
         with pytest.raises(ValueError):
             dataclasses.replace(SMALL, **bad)
+
+
+def test_ablation_ratios_are_relative_to_the_first_variant():
+    from lipforcing.bench.ablation import ablate, markdown
+
+    variants = {"plain": {"kv_after_decode": False}, "after decode": {}}
+    result = ablate(dataclasses.replace(SMALL, chunks=2, warmup=0), variants, rounds=2)
+    assert list(result) == ["plain", "after decode"]
+    assert result["plain"]["fps_ratio"] == 1.0 and result["plain"]["ttff_ratio"] == 1.0
+    r = result["after decode"]
+    assert r["fps_ratio"] == pytest.approx(r["fps"] / result["plain"]["fps"])
+    assert r["runs"] == 2 and _positive(r["fps"]) and _positive(r["ttff_s"])
+    assert markdown(result).count("\n") == 3

@@ -25,7 +25,12 @@ from lipforcing.bench.harness import (
     phase_summary,
     release,
 )
-from lipforcing.bench.student import StudentStream, student_run, student_run_overlapped
+from lipforcing.bench.student import (
+    StudentStream,
+    student_net,
+    student_run,
+    student_run_overlapped,
+)
 from lipforcing.bench.timing import MemoryMeter, Stages
 from lipforcing.data.conditions import assemble_cond, mask_pixels
 from lipforcing.diffusion.samplers import cpu_noise, euler_sample
@@ -97,10 +102,7 @@ def _phase(name: str, opts: BenchOptions, progress: bool) -> dict:
                 return teacher_run(s, 1 if warm else num_steps)
         else:
             stream = StudentStream(s)
-            if opts.kv_shortcut:
-                s.net = optimize.KVWriteShortcut(s.net)
-            if opts.cuda_graphs:
-                s.net = optimize.CudaGraphStudent(s.net)
+            s.net = student_net(s)
 
             run_stream = student_run_overlapped if opts.overlap else student_run
 

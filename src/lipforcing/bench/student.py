@@ -25,6 +25,18 @@ from lipforcing.diffusion.samplers import cpu_noise
 from lipforcing.models.kv_cache import KVCache
 
 
+def student_net(s: Setup):
+    """The student as the runs call it: the KV-write shortcut and CUDA graphs as configured."""
+    from lipforcing.bench import optimize
+
+    net = s.net
+    if s.opts.kv_shortcut:
+        net = optimize.KVWriteShortcut(net)
+    if s.opts.cuda_graphs:
+        net = optimize.CudaGraphStudent(net)
+    return net
+
+
 class StudentStream:
     """Random crops and audio features for a stream, and the student's KV cache."""
 
