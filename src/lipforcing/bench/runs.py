@@ -53,8 +53,12 @@ def teacher_run(s: Setup, num_steps: int) -> dict:
     if s.codec is not None:
         with stages.stage("encode"):
             ref = s.encode(video[:, :, :1])
-            masked = s.encode(mask_pixels(video, s.mask))
-            ref_seq = s.encode(video)
+            if opts.paired_encode:  # as the student: both clips in one batch-2 encode
+                both = s.encode(torch.cat([mask_pixels(video, s.mask), video]))
+                masked, ref_seq = both[:1], both[1:]
+            else:
+                masked = s.encode(mask_pixels(video, s.mask))
+                ref_seq = s.encode(video)
     else:
         ref, masked, ref_seq = (s.random_latents(n, g) for n in (1, f, f))
     cond = assemble_cond(
