@@ -9,6 +9,7 @@ import torch
 from analysis_helpers import PoolCodec, fake_shards, toy_preset, toy_teacher
 
 import lipforcing.codecs
+from lipforcing.cli.analyze import parse_indices
 from lipforcing.cli.main import main
 from lipforcing.evaluation.syncnet import LipSyncNet, save_syncnet
 from lipforcing.models.checkpoints import save_checkpoint
@@ -58,6 +59,11 @@ def test_bad_step_list_is_one_line(teacher, tmp_path, capsys):
     assert rc == 2 and "bad step list" in error_line(capsys)
     rc = analyze("--teacher", teacher, "--shards", tmp_path, "--out", tmp_path, "--steps", "0,50")
     assert rc == 2 and "steps must lie in" in error_line(capsys)
+
+
+def test_step_lists_mix_indices_and_ranges():
+    assert parse_indices("all") is None
+    assert parse_indices("1:6:2,5,10:12") == (1, 3, 5, 10, 11)
 
 
 def test_report_without_results_is_one_line(tmp_path, capsys):

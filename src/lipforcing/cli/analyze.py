@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sync = p.add_mutually_exclusive_group()
     sync.add_argument("--syncnet", help="our LipSyncNet checkpoint (lipforcing train syncnet)")
     sync.add_argument("--syncnet-v2", help="syncnet_python's syncnet_v2.model")
-    p.add_argument("--steps", default="all", help="scored steps j: all | 0:50:5 | 0,10,49")
-    p.add_argument("--landings", default="all", help="factorial landings j_1: all | 5:50:5 | ...")
+    p.add_argument("--steps", default="all", help="scored steps j: all | 0:50:5 | 0,10,49 | mix")
+    p.add_argument("--landings", default="all", help="landings j_1: all | 1:20:2,20:41 | ...")
     p.add_argument("--cfg", type=float, default=4.5, help="CFG scale of the guided arms")
     p.add_argument("--sweep", default="1,3,4.5,6", help="fixed-CFG sweep scales")
     p.add_argument("--drop-modes", default="all,audio", help="unconditional branches: all,audio")
@@ -41,18 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_indices(spec: str) -> tuple[int, ...] | None:
-    """``all`` -> None; ``a:b:c`` -> range; ``a,b,c`` -> list (grid indices)."""
+    """``all`` -> None; else comma-separated indices and ``a:b[:c]`` ranges (``1:20:2,20:41``)."""
     from lipforcing.errors import UserError
 
     spec = spec.strip()
     if spec == "all":
         return None
+    out: set[int] = set()
     try:
-        if ":" in spec:
-            return tuple(range(*(int(x) for x in spec.split(":"))))
-        return tuple(sorted({int(x) for x in spec.split(",") if x.strip()}))
-    except ValueError:
-        raise UserError(f"bad step list {spec!r}: use all, A:B:C or A,B,C") from None
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            out |= set(range(*map(int, part.split(":")))) if ":" in part else {int(part)}
+    except (ValueError, TypeError):
+        raise UserError(f"bad step list {spec!r}: use all, A:B[:C], A,B,C or a mix") from None
+    if not out:
+        raise UserError(f"step list {spec!r} selects no step")
+    return tuple(sorted(out))
 
 
 def parse_floats(spec: str, name: str) -> tuple[float, ...]:
