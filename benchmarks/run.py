@@ -2,7 +2,8 @@
 
 Runs ``lipforcing bench --preset tiny --mode both`` (the paper's protocol at tiny scale: an
 81-frame 50-step CFG teacher clip against a 20-chunk student stream, one warm-up, median of 5
-runs) and writes the JSON to ``benchmarks/results/``. ``--quick`` takes 2 runs of a shorter
+runs, teacher and student runs alternating so both see the same load on a shared CPU) and
+writes the JSON to ``benchmarks/results/``. ``--quick`` takes 2 runs of a shorter
 stream (about a minute); extra arguments go to ``lipforcing bench`` (e.g. ``--device cuda
 --preset wan-1.3b --dtype bf16``). Figures go into ``benchmarks/RESULTS.md`` by hand, with
 the device, commit, command and date the JSON records.
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         "1",
         "--chunks",
         str(chunks),
+        *(["--interleave"] if args.device == "cpu" else []),
         "--out",
         str(out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out),
         *extra,

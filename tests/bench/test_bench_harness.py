@@ -91,3 +91,13 @@ def test_ablation_ratios_are_relative_to_the_first_variant():
     assert r["fps_ratio"] == pytest.approx(r["fps"] / result["plain"]["fps"])
     assert r["runs"] == 2 and _positive(r["fps"]) and _positive(r["ttff_s"])
     assert markdown(result).count("\n") == 3
+
+
+def test_interleaved_both():
+    result = benchmark(dataclasses.replace(SMALL, interleave=True))
+    assert result["interleaved"] is True
+    for phase in ("teacher", "student"):
+        assert len(result[phase]["fps_runs"]) == SMALL.runs
+        assert "interleaved" in result[phase]["memory_method"]
+    assert result["speedup"] == pytest.approx(result["student"]["fps"] / result["teacher"]["fps"])
+    assert result["student"]["stages_ms"]["kv_write"]["calls"] == SMALL.chunks

@@ -67,6 +67,7 @@ class BenchOptions:
     compile: bool = False  # torch.compile the blocks' cache-free halves
     cuda_graphs: bool = False  # CUDA only: replay the steady-state chunk calls as graphs
     overlap: bool = False  # codec and DiT on two CUDA streams (inline reordering on the CPU)
+    interleave: bool = False  # both: build both, alternate their runs (fair on a shared CPU)
     fp8: bool = False  # CUDA sm89+ only: FP8 (e4m3) block Linears with per-tensor scales
     sdpa: str = "auto"  # SDPA backend: auto, flash, cudnn, efficient, math
     seed: int = 0

@@ -7,8 +7,8 @@ then the timed runs of each phase, and reports medians (and the speedup in ``bot
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+from collections.abc import Callable
 
 import torch
 from tqdm import tqdm
@@ -95,52 +95,63 @@ def teacher_run(s: Setup, num_steps: int) -> dict:
 # ----------------------------------------------------------------------------- phases
 
 
-def _phase(name: str, opts: BenchOptions, progress: bool) -> dict:
+@dataclasses.dataclass
+class Phase:
+    """A built teacher or student: ``run(warm)`` times one run; ``facts`` go into the JSON."""
+
+    name: str
+    setup: Setup
+    run: Callable[[bool], dict]
+    facts: dict
+
+
+def make_phase(name: str, opts: BenchOptions) -> Phase:
     attention = "bidirectional" if name == "teacher" else "block_causal"
     s = make_setup(opts, attention)
-    try:
-        if name == "teacher":
-            num_steps = opts.teacher_steps or s.preset.schedule.num_steps
+    if name == "teacher":
+        num_steps = opts.teacher_steps or s.preset.schedule.num_steps
+        scale = s.preset.schedule.teacher_cfg if opts.teacher_cfg is None else opts.teacher_cfg
+        facts = {"steps": num_steps, "cfg_scale": scale, "network_calls": num_steps}
+        facts["network_evaluations"] = num_steps * (1 if scale == 1.0 else 2)
+        return Phase(name, s, lambda warm: teacher_run(s, 1 if warm else num_steps), facts)
+    stream = StudentStream(s)
+    s.net = student_net(s)
+    run_stream = student_run_overlapped if opts.overlap else student_run
+    steps = opts.student_steps or s.preset.causal.student_steps
+    facts = {
+        "chunks": opts.chunks,
+        "grid_steps": list(steps),
+        "network_calls_per_chunk": len(steps) + 1,
+        "kv_cache_mb": stream.cache.nbytes / 2**20,
+        "kv_after_decode": opts.kv_after_decode,
+        "kv_shortcut": opts.kv_shortcut,
+        "paired_encode": opts.paired_encode,
+    }
 
-            def run(warm: bool) -> dict:
-                return teacher_run(s, 1 if warm else num_steps)
-        else:
-            stream = StudentStream(s)
-            s.net = student_net(s)
+    def run(warm: bool) -> dict:
+        return run_stream(s, stream, min(opts.chunks, 4) if warm else opts.chunks)
 
-            run_stream = student_run_overlapped if opts.overlap else student_run
+    return Phase(name, s, run, facts)
 
-            def run(warm: bool) -> dict:
-                return run_stream(s, stream, min(opts.chunks, 4) if warm else opts.chunks)
 
-        meter = MemoryMeter(s.device)
-        with optimize.sdpa_backend(opts.sdpa), torch.inference_mode():
+def measure(phases: list[Phase], opts: BenchOptions, progress: bool) -> dict[str, dict]:
+    """Warm-ups, then ``opts.runs`` rounds running every phase once per round, in turn."""
+    meter = MemoryMeter(phases[0].setup.device)
+    runs: dict[str, list[dict]] = {ph.name: [] for ph in phases}
+    with optimize.sdpa_backend(opts.sdpa), torch.inference_mode():
+        for ph in phases:
             for _ in range(opts.warmup):
-                run(warm=True)
-            meter.start()
-            runs = [
-                run(warm=False)
-                for _ in tqdm(range(opts.runs), desc=name, disable=not progress, leave=False)
-            ]
-        out = phase_summary(runs, meter, s)
-        if name == "teacher":
-            scale = s.preset.schedule.teacher_cfg if opts.teacher_cfg is None else opts.teacher_cfg
-            out.update(steps=num_steps, cfg_scale=scale, network_calls=num_steps)
-            out["network_evaluations"] = num_steps * (1 if scale == 1.0 else 2)
-        else:
-            steps = opts.student_steps or s.preset.causal.student_steps
-            out.update(
-                chunks=opts.chunks,
-                grid_steps=list(steps),
-                network_calls_per_chunk=len(steps) + 1,
-                kv_cache_mb=stream.cache.nbytes / 2**20,
-                kv_after_decode=opts.kv_after_decode,
-                kv_shortcut=opts.kv_shortcut,
-                paired_encode=opts.paired_encode,
-            )
-        return out
-    finally:
-        release(s)
+                ph.run(True)
+        meter.start()
+        for _ in tqdm(range(opts.runs), desc="runs", disable=not progress, leave=False):
+            for ph in phases:
+                runs[ph.name].append(ph.run(False))
+    out = {}
+    for ph in phases:
+        out[ph.name] = {**phase_summary(runs[ph.name], meter, ph.setup), **ph.facts}
+        if len(phases) > 1:
+            out[ph.name]["memory_method"] += " (peak of both phases, interleaved)"
+    return out
 
 
 def benchmark(opts: BenchOptions, *, progress: bool = False) -> dict:
@@ -157,9 +168,21 @@ def benchmark(opts: BenchOptions, *, progress: bool = False) -> dict:
         "layers": preset.model.num_layers,
         "options": {k: _plain(v) for k, v in dataclasses.asdict(opts).items()},
     }
-    with contextlib.ExitStack():
+    if opts.interleave:  # both built at once, runs alternate: same load drift on each side
+        built = [make_phase(name, opts) for name in phases]
+        try:
+            result.update(measure(built, opts, progress))
+        finally:
+            for ph in built:
+                release(ph.setup)
+    else:  # one phase at a time (a GPU holds one large model at a time)
         for name in phases:
-            result[name] = _phase(name, opts, progress)
+            ph = make_phase(name, opts)
+            try:
+                result.update(measure([ph], opts, progress))
+            finally:
+                release(ph.setup)
+    result["interleaved"] = opts.interleave and len(phases) > 1
     if opts.mode == "both":
         result["speedup"] = result["student"]["fps"] / result["teacher"]["fps"]
     if opts.preset in PAPER_FIGURES:

@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--cuda-graphs", action="store_true", help="CUDA graphs for steady-state chunk calls")
     a("--fp8", action="store_true", help="FP8 (e4m3) block Linears via torch._scaled_mm")
     a("--overlap", action="store_true", help="codec and DiT on two CUDA streams")
+    a("--interleave", action="store_true", help="both: alternate teacher and student runs")
     a("--sdpa", default="auto", help="SDPA backend: auto, flash, cudnn, efficient, math")
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a("--seed", type=int, default=0, help="weights, inputs and noise seed")
@@ -162,6 +163,7 @@ def options_from_args(args: argparse.Namespace):
             compile=args.compile,
             cuda_graphs=args.cuda_graphs,
             overlap=args.overlap,
+            interleave=args.interleave,
             fp8=args.fp8,
             sdpa=args.sdpa,
             seed=args.seed,
