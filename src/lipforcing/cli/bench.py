@@ -82,6 +82,12 @@ def command_line(opts, threads: int | None) -> str:
     return " ".join(parts)
 
 
+MEASURED = [  # the code a benchmark runs: uncommitted changes here mark the commit "-dirty"
+    f"src/lipforcing/{part}"
+    for part in ("bench", "models", "diffusion", "codecs", "data", "config.py", "cli/bench.py")
+]
+
+
 def provenance() -> dict:
     """Commit, date and machine of a measurement."""
     import torch
@@ -97,7 +103,7 @@ def provenance() -> dict:
             return ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "src"))
+    dirty = bool(git("status", "--porcelain", "--", *MEASURED))
     return {
         "commit": commit + ("-dirty" if dirty else ""),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
