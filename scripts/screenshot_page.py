@@ -38,9 +38,15 @@ def main() -> None:
 
     token = secrets.token_hex(8)
     port = free_port()
-    start_server(args, token, port)
+    server, thread = start_server(args, token, port)
     url = f"http://127.0.0.1:{port}/?token={token}&autostart=sample"
-    png, stats = asyncio.run(screenshot(args.chromium, url, args.wait))
+    try:
+        png, stats = asyncio.run(screenshot(args.chromium, url, args.wait))
+    finally:
+        # Stop the server and its streaming sessions before the interpreter exits: a daemon
+        # thread still generating at exit can abort the process ("terminate called ...").
+        server.should_exit = True
+        thread.join(timeout=30)
     Path(args.out).write_bytes(png)
     print(f"saved {args.out}; page stats: {json.dumps(stats)}")
 
@@ -51,7 +57,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, token: str, port: int) -> None:
+def start_server(args, token: str, port: int):
     import uvicorn
 
     from lipforcing.config import tiny
@@ -75,10 +81,12 @@ def start_server(args, token: str, port: int) -> None:
     warmup(pipeline, source)
     app = create_app(pipeline, source, token=token, sample_audio=audio)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.05)
     print(f"server on 127.0.0.1:{port} with {pipeline.checkpoint}")
+    return server, thread
 
 
 async def screenshot(chromium: str, url: str, wait: float) -> tuple[bytes, dict]:
