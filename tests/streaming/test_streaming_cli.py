@@ -54,5 +54,10 @@ def test_sync_end_to_end(pipeline, tmp_path, shared_data):
     # the file's frames are the engine's offline frames (up to H.264 at crf 18)
     source = Source.from_file(video, pipeline.preset.media)
     ref = conform_fps(lipsync_offline(pipeline, source, audio).frames, 25.0, src.fps)
-    diff = np.abs(got.frames[: len(ref)].astype(int) - ref[: len(got.frames)].astype(int))
-    assert diff.mean() < 4.0
+    n = min(len(ref), len(got.frames))
+    g, r = got.frames[:n].astype(int), ref[:n].astype(int)
+    diff = np.abs(g - r).mean()
+    # H.264 at crf 18 of a random network's noisy mouth costs ~4 grey levels on average; the
+    # same frames one step out of alignment differ clearly more.
+    assert diff < 6.0
+    assert diff < 0.8 * np.abs(g[1:] - r[:-1]).mean()
