@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from lipforcing.bench.ablation import ablate, markdown
+from lipforcing.bench.ablation import VARIANT_SETS, ablate, markdown
 from lipforcing.bench.harness import BenchOptions
 from lipforcing.cli.bench import provenance
 
@@ -29,10 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved runs per variant")
     parser.add_argument("--chunks", type=int, default=8, help="chunks per stream")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--set", default="speedups", choices=sorted(VARIANT_SETS))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = BenchOptions(preset=args.preset, device=args.device, chunks=args.chunks, warmup=1)
-    result = ablate(base, rounds=args.rounds, progress=True)
+    result = ablate(base, VARIANT_SETS[args.set], rounds=args.rounds, progress=True)
     table = markdown(result)
     print(table)
     meta = provenance()
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ablation-{args.preset}-{args.device.replace(':', '')}.json"
+    suffix = "" if args.set == "speedups" else f"-{args.set}"
+    out = RESULTS / f"ablation{suffix}-{args.preset}-{args.device.replace(':', '')}.json"
     out.write_text(json.dumps({**meta, "variants": result, "table": table}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

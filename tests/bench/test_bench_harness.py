@@ -101,3 +101,6 @@ def test_interleaved_both():
         assert "interleaved" in result[phase]["memory_method"]
     assert result["speedup"] == pytest.approx(result["student"]["fps"] / result["teacher"]["fps"])
     assert result["student"]["stages_ms"]["kv_write"]["calls"] == SMALL.chunks
+    ratios = [s / t for s, t in zip(result["student"]["fps_runs"], result["teacher"]["fps_runs"])]
+    assert result["speedup_runs"] == pytest.approx(ratios)
+    assert result["speedup_median_of_rounds"] == pytest.approx(np.median(ratios))

@@ -37,6 +37,13 @@ DEFAULT_VARIANTS: dict[str, dict] = {
 }
 
 
+STEP_VARIANTS: dict[str, dict] = {
+    "Lip Forcing: 2 steps, J = (0, 30)": {},
+    "Self-Forcing-like: 4 steps, J = (0, 13, 25, 37)": {"student_steps": (0, 13, 25, 37)},
+}
+VARIANT_SETS = {"speedups": DEFAULT_VARIANTS, "steps": STEP_VARIANTS}
+
+
 def ablate(
     base: BenchOptions,
     variants: dict[str, dict] | None = None,

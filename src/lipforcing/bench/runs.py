@@ -31,7 +31,7 @@ from lipforcing.bench.student import (
     student_run,
     student_run_overlapped,
 )
-from lipforcing.bench.timing import MemoryMeter, Stages
+from lipforcing.bench.timing import MemoryMeter, Stages, summarize
 from lipforcing.data.conditions import assemble_cond, mask_pixels
 from lipforcing.diffusion.samplers import cpu_noise, euler_sample
 
@@ -185,6 +185,10 @@ def benchmark(opts: BenchOptions, *, progress: bool = False) -> dict:
     result["interleaved"] = opts.interleave and len(phases) > 1
     if opts.mode == "both":
         result["speedup"] = result["student"]["fps"] / result["teacher"]["fps"]
+        if result["interleaved"]:  # rounds saw the same load on both sides: per-round ratios
+            pairs = zip(result["student"]["fps_runs"], result["teacher"]["fps_runs"])
+            result["speedup_runs"] = [s / t for s, t in pairs]
+            result["speedup_median_of_rounds"] = summarize(result["speedup_runs"])["median"]
     if opts.preset in PAPER_FIGURES:
         result["paper"] = PAPER_FIGURES[opts.preset]
     if "student" in result:
