@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tiny", help="preset whose codec config is used")
     parser.add_argument("--steps", type=int, default=2000, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=8, help="windows per step")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--frames", type=int, default=5, help="frames per window (1 + 4k)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
@@ -44,7 +45,6 @@ def _synthtalk_shards(out, clips: int, preset):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import math
     from pathlib import Path
 
@@ -53,19 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lipforcing.cli.train_syncnet import find_shards
-    from lipforcing.codecs import build_codec, save_codec
+    from lipforcing.codecs import build_codec
     from lipforcing.codecs.train import (
         CodecTrainConfig,
         CropWindows,
-        evaluate_shards,
-        recon_sheet,
-        set_latent_stats,
         train_step,
     )
     from lipforcing.config import get_preset
     from lipforcing.distill.checkpointing import load_state, save_state
     from lipforcing.errors import UserError
-    from lipforcing.media.mask import mouth_mask
 
     try:
         preset = get_preset(args.preset)
@@ -94,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
             f"{preset.codec.image_size}px (preprocess with --preset {preset.name})"
         )
 
-    cfg = CodecTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    if args.frames < 1 or (args.frames - 1) % 4:
+        raise UserError(f"--frames must be 1 + 4k, got {args.frames}")
+    cfg = CodecTrainConfig(
+        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, frames=args.frames
+    )
     torch.manual_seed(cfg.seed)
     codec = build_codec(preset.codec).train()
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(psnr=f"{metrics['psnr']:.1f}")
         if (step + 1) % 50 == 0:
             history.append({"step": step + 1, **metrics})
+        if (step + 1) % 500 == 0 and step + 1 < cfg.steps:  # a usable codec along the way
+            finish(codec, out, cfg, data, eval_dirs, preset, history, len(train_dirs), step + 1)
+            codec.train()
         if (step + 1) % 200 == 0 or step + 1 == cfg.steps:
             rng = np.random.default_rng([cfg.seed, step + 1])  # resumable data order
             save_state(
@@ -144,24 +147,37 @@ def run(args: argparse.Namespace) -> int:
                 extra={"history": history},
             )
 
+    finish(codec, out, cfg, data, eval_dirs, preset, history, len(train_dirs), cfg.steps)
+    return 0
+
+
+def finish(codec, out, cfg, data, eval_dirs, preset, history, n_train, step) -> None:
+    """Measure latent statistics, evaluate on held-out shards, write codec + report + PNG."""
+    import json
+
+    import numpy as np
+
+    from lipforcing.codecs import save_codec
+    from lipforcing.codecs.train import evaluate_shards, recon_sheet, set_latent_stats
+    from lipforcing.media.mask import mouth_mask
+
     codec.eval()
-    stats_videos = [data.sample(np.random.default_rng(i), 4, crop) for i in range(4)]
-    set_latent_stats(codec, stats_videos)
-    mask = mouth_mask(preset.media)
+    size = preset.codec.image_size
+    set_latent_stats(codec, [data.sample(np.random.default_rng(i), 4, size) for i in range(4)])
     report = {
-        "steps": cfg.steps,
+        "step": step,
         "config": cfg.__dict__,
-        "train_shards": len(train_dirs),
-        "heldout": evaluate_shards(codec, eval_dirs, mask),
+        "train_shards": n_train,
+        "heldout": evaluate_shards(codec, eval_dirs, mouth_mask(preset.media)),
         "history": history,
         "latent_std": codec.latent_std.tolist(),
     }
-    path = save_codec(
-        out / "codec.safetensors", codec, extra={"heldout_psnr": report["heldout"]["psnr"]}
-    )
+    extra = {"step": step, "heldout_psnr": report["heldout"]["psnr"]}
+    path = save_codec(out / "codec.safetensors", codec, extra=extra)
     recon_sheet(codec, np.load(eval_dirs[0] / "crops.npy", mmap_mode="r"), out / "recon.png")
     (out / "report.json").write_text(json.dumps(report, indent=1))
     h = report["heldout"]
-    print(f"held-out PSNR {h['psnr']:.2f} dB (mouth {h.get('psnr_mouth', float('nan')):.2f} dB)")
-    print(f"wrote {path}, {out / 'report.json'}, {out / 'recon.png'}")
-    return 0
+    print(
+        f"step {step}: held-out PSNR {h['psnr']:.2f} dB "
+        f"(mouth {h.get('psnr_mouth', float('nan')):.2f} dB); wrote {path}, report.json, recon.png"
+    )

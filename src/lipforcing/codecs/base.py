@@ -167,13 +167,33 @@ class StreamDecoder(_Stream):
         return x
 
 
+def init_weights(codec: Codec) -> Codec:
+    """He-normal convolutions and identity-like MemBlocks (last convolution of each residual
+    branch zero), so a fresh deep ReLU stack passes its input through instead of shrinking it
+    (PyTorch's default init leaves the latent at ~4% of its trained scale and trains slowly)."""
+    from lipforcing.codecs.taehv import MemBlock
+
+    for m in codec.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for m in codec.modules():
+        if isinstance(m, MemBlock):
+            nn.init.zeros_(m.conv[4].weight)
+    for stack in (codec.encoder, codec.decoder):
+        last = [m for m in stack if isinstance(m, nn.Conv2d)][-1]
+        nn.init.xavier_normal_(last.weight)
+    return codec
+
+
 def build_taehv_family(cfg: CodecConfig) -> Codec:
     """Randomly initialised codec of ``cfg`` (``tiny`` or ``taehv``)."""
     c = cfg.latent_channels
     if cfg.spatial_stride != 8 or cfg.temporal_stride != 4:
         raise ValueError("TAEHV-family codecs have strides 4 (time) x 8 x 8 (space)")
     if cfg.kind == "tiny":
-        return Codec(cfg, tiny_encoder(c, cfg.width), tiny_decoder(c, cfg.width))
+        return init_weights(Codec(cfg, tiny_encoder(c, cfg.width), tiny_decoder(c, cfg.width)))
     if cfg.kind == "taehv":
         dec = (
             (256, 128, 64, 64)

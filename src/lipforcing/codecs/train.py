@@ -24,9 +24,9 @@ from lipforcing.codecs.base import Codec
 class CodecTrainConfig:
     steps: int = 2000
     batch: int = 8
-    frames: int = 9  # 1 + 4k frames per window
+    frames: int = 5  # 1 + 4k frames per window
     patch: int = 64  # side of the random training patch (multiple of 8)
-    lr: float = 2e-3
+    lr: float = 1e-3
     min_lr: float = 1e-4
     latent_l2: float = 1e-4
     latent_noise: float = 0.05  # std of decoder input noise, relative to the latent's std
