@@ -20,6 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="*", metavar="SHARDS", help="folders of shards")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--eval", nargs="*", default=[], help="held-out shard folders")
+    parser.add_argument(
+        "--eval-extra",
+        nargs="*",
+        default=[],
+        help="more shard folders to report PSNR on separately (e.g. real clips)",
+    )
+    parser.add_argument(
+        "--evaluate",
+        metavar="CODEC",
+        default=None,
+        help="no training: evaluate this codec checkpoint on --eval / --eval-extra shards",
+    )
     parser.add_argument("--synthtalk", type=int, default=0, help="render N SynthTalk clips")
     parser.add_argument("--preset", default="tiny", help="preset whose codec config is used")
     parser.add_argument("--steps", type=int, default=2000, help="optimiser steps")
@@ -72,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    extra_dirs = find_shards(args.eval_extra) if args.eval_extra else []
+    if args.evaluate:
+        return evaluate_only(args, preset, out, extra_dirs)
     train_roots, eval_roots = list(args.data), list(args.eval)
     if args.synthtalk:
         st_train, st_eval = _synthtalk_shards(out, args.synthtalk, preset)
@@ -133,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         if (step + 1) % 50 == 0:
             history.append({"step": step + 1, **metrics})
         if (step + 1) % 500 == 0 and step + 1 < cfg.steps:  # a usable codec along the way
-            finish(codec, out, cfg, data, eval_dirs, preset, history, len(train_dirs), step + 1)
+            finish(codec, out, cfg, data, eval_dirs, preset, history, train_dirs, step + 1)
             codec.train()
         if (step + 1) % 200 == 0 or step + 1 == cfg.steps:
             rng = np.random.default_rng([cfg.seed, step + 1])  # resumable data order
@@ -147,11 +162,46 @@ def run(args: argparse.Namespace) -> int:
                 extra={"history": history},
             )
 
-    finish(codec, out, cfg, data, eval_dirs, preset, history, len(train_dirs), cfg.steps)
+    finish(codec, out, cfg, data, eval_dirs, preset, history, train_dirs, cfg.steps, extra_dirs)
     return 0
 
 
-def finish(codec, out, cfg, data, eval_dirs, preset, history, n_train, step) -> None:
+def evaluate_only(args, preset, out, extra_dirs) -> int:
+    """``--evaluate CODEC``: PSNR of a trained codec on shards; writes report.json + recon.png."""
+    import json
+
+    import numpy as np
+
+    from lipforcing.cli.train_syncnet import find_shards
+    from lipforcing.codecs import load_codec
+    from lipforcing.codecs.train import evaluate_shards, recon_sheet
+    from lipforcing.errors import UserError
+    from lipforcing.media.mask import mouth_mask
+
+    roots = list(args.eval) + list(args.data)
+    eval_dirs = find_shards(roots) if roots else []
+    if not eval_dirs and not extra_dirs:
+        raise UserError("--evaluate needs shard folders (--eval, --eval-extra or positional)")
+    codec = load_codec(args.evaluate).eval()
+    mask = mouth_mask(preset.media)
+    report = {"codec": str(args.evaluate)}
+    if eval_dirs:
+        report["heldout"] = evaluate_shards(codec, eval_dirs, mask)
+    if extra_dirs:
+        report["extra"] = evaluate_shards(codec, extra_dirs, mask)
+    first = (eval_dirs or extra_dirs)[0]
+    recon_sheet(codec, np.load(first / "crops.npy", mmap_mode="r"), out / "recon.png")
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    for name in ("heldout", "extra"):
+        if name in report:
+            r = report[name]
+            print(f"{name}: PSNR {r['psnr']:.2f} dB (mouth {r['psnr_mouth']:.2f} dB)")
+    return 0
+
+
+def finish(
+    codec, out, cfg, data, eval_dirs, preset, history, train_dirs, step, extra_dirs=()
+) -> None:
     """Measure latent statistics, evaluate on held-out shards, write codec + report + PNG."""
     import json
 
@@ -167,11 +217,14 @@ def finish(codec, out, cfg, data, eval_dirs, preset, history, n_train, step) -> 
     report = {
         "step": step,
         "config": cfg.__dict__,
-        "train_shards": n_train,
+        "train_shards": len(train_dirs),
+        "train_data": sorted({str(d.parent) for d in train_dirs}),
         "heldout": evaluate_shards(codec, eval_dirs, mouth_mask(preset.media)),
         "history": history,
         "latent_std": codec.latent_std.tolist(),
     }
+    if extra_dirs:
+        report["extra"] = evaluate_shards(codec, list(extra_dirs), mouth_mask(preset.media))
     extra = {"step": step, "heldout_psnr": report["heldout"]["psnr"]}
     path = save_codec(out / "codec.safetensors", codec, extra=extra)
     recon_sheet(codec, np.load(eval_dirs[0] / "crops.npy", mmap_mode="r"), out / "recon.png")

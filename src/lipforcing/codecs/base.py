@@ -16,6 +16,7 @@ concatenated, both equal the whole-clip :meth:`Codec.encode` / :meth:`Codec.deco
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lipforcing.codecs.taehv import (
@@ -48,6 +49,10 @@ class Codec(nn.Module):
         self.unit_pixels = cfg.kind == "taehv"
         self.front_pad = cfg.kind != "taehv"
         self.patch = 1
+        # Tiny codec: a fixed colour summary (4 frames x 4x4 pixel averages) rides in the first
+        # 12 latent channels and is upsampled back in the decoder; the networks learn residuals
+        # around it (space-to-channel shortcuts, as in DC-AE: much faster convergence).
+        self.shortcut = cfg.kind == "tiny"
         self.to(memory_format=torch.channels_last)  # fast CPU convolutions (see run_stack)
 
     # ------------------------------------------------------------------ geometry
@@ -105,13 +110,26 @@ class Codec(nn.Module):
             x = torch.cat([x, x[:, -1:].expand(-1, pad, -1, -1, -1)], 1)
         if self.unit_pixels:
             x = (x + 1) / 2
+        return self._normalise(self.encode_raw(x, memory).transpose(1, 2))
+
+    def encode_raw(self, x: Tensor, memory=None) -> Tensor:
+        """Padded frames ``(B, 4k, 3, H, W)`` -> raw latents ``(B, k, C, h, w)``."""
         z = run_stack(self.encoder, pixel_patch(x, self.patch), memory)
-        return self._normalise(z.transpose(1, 2))
+        if self.shortcut:
+            s = colour_summary(x)
+            z = z + F.pad(s, (0, 0, 0, 0, 0, z.shape[2] - s.shape[2]))
+        return z
+
+    def decode_raw(self, z: Tensor, memory=None) -> Tensor:
+        """Raw latents ``(B, k, C, h, w)`` -> frames ``(B, 4k, 3, H, W)`` (untrimmed)."""
+        x = pixel_unpatch(run_stack(self.decoder, z, memory), self.patch)
+        if self.shortcut:
+            x = x + colour_expand(z[:, :, : 4 * 3], self.temporal_stride)
+        return x
 
     def _decode_latents(self, z: Tensor, memory, first: bool) -> Tensor:
         """(B, C, F, h, w) normalised -> (B, 3, T, H, W) in [-1, 1] (about)."""
-        x = run_stack(self.decoder, self._denormalise(z).transpose(1, 2), memory)
-        x = pixel_unpatch(x, self.patch)
+        x = self.decode_raw(self._denormalise(z).transpose(1, 2), memory)
         if self.unit_pixels:
             x = x * 2 - 1
         if first:
@@ -134,6 +152,25 @@ class Codec(nn.Module):
 
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self)
+
+
+def colour_summary(x: Tensor) -> Tensor:
+    """``(B, 4k, 3, H, W)`` -> ``(B, k, 12, H/8, W/8)``: the mean colour of each 4x4 pixel
+    block over each group of 4 frames, its 2x2 blocks stacked as channels."""
+    b, t, c, h, w = x.shape
+    y = x.reshape(b, t // 4, 4, c, h, w).mean(2).flatten(0, 1)
+    y = F.pixel_unshuffle(F.avg_pool2d(y, 4), 2)
+    return y.unflatten(0, (b, t // 4))
+
+
+def colour_expand(s: Tensor, stride: int) -> Tensor:
+    """Inverse of :func:`colour_summary` up to blur: ``(B, k, 12, h, w)`` -> bilinear
+    ``(B, 4k, 3, 8h, 8w)``, each latent frame's colours repeated over its 4 frames."""
+    b, k = s.shape[:2]
+    y = F.pixel_shuffle(s.flatten(0, 1), 2)
+    y = F.interpolate(y, scale_factor=4, mode="bilinear", align_corners=False)
+    y = y.unflatten(0, (b, k)).unsqueeze(2).expand(-1, -1, stride, -1, -1, -1)
+    return y.flatten(1, 2)
 
 
 class _Stream:
@@ -184,6 +221,8 @@ def init_weights(codec: Codec) -> Codec:
     for stack in (codec.encoder, codec.decoder):
         last = [m for m in stack if isinstance(m, nn.Conv2d)][-1]
         nn.init.xavier_normal_(last.weight)
+        if codec.shortcut:  # start as the colour shortcut alone; the nets learn the residual
+            nn.init.zeros_(last.weight)
     return codec
 
 

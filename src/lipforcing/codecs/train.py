@@ -66,15 +66,13 @@ class CropWindows:
 def train_step(codec: Codec, video: torch.Tensor, cfg: CodecTrainConfig, g: torch.Generator):
     """One reconstruction step on raw (unnormalised) latents; returns (loss, metrics)."""
     x = video.transpose(1, 2)
-    from lipforcing.codecs.taehv import run_stack
-
     first = torch.cat([x[:, :1].expand(-1, 3, -1, -1, -1), x], 1)
-    z = run_stack(codec.encoder, first)
+    z = codec.encode_raw(first)
     z_in = z
     if cfg.latent_noise > 0 and torch.rand((), generator=g) < 0.5:
         noise = torch.randn(z.shape, generator=g) * cfg.latent_noise * z.detach().std()
         z_in = z + noise
-    recon = run_stack(codec.decoder, z_in)[:, 3:]
+    recon = codec.decode_raw(z_in)[:, 3:]
     l1 = (recon - x).abs().mean()
     mse = F.mse_loss(recon, x)
     loss = l1 + mse + cfg.latent_l2 * z.pow(2).mean()
