@@ -17,8 +17,12 @@ SMALL_TAEHV = CodecConfig(kind="taehv", width=8, image_size=64)
 
 
 def perturbed(cfg: CodecConfig, seed: int = 0):
+    """A codec with every weight random (the tiny codec's zero-initialised output layers too)."""
     torch.manual_seed(seed)
     codec = build_codec(cfg).eval()
+    with torch.no_grad():
+        for p in codec.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
     return codec
 
 
@@ -59,9 +63,9 @@ def test_tiny_streaming_equals_whole_clip():
         dec = codec.stream_decoder()
         frames = [dec.push(z[:, :, i : i + 1]) for i in range(z.shape[2])]  # one latent at a time
         assert [f.shape[2] for f in frames] == [1] + [4] * (z.shape[2] - 1)
-        torch.testing.assert_close(torch.cat(frames, 2), x, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.cat(frames, 2), x, rtol=1e-4, atol=5e-4)
         dec.reset()
-        torch.testing.assert_close(dec.push(z[:, :, :3]), x[:, :, :9], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dec.push(z[:, :, :3]), x[:, :, :9], rtol=1e-4, atol=5e-4)
 
 
 def test_taehv_streaming_equals_whole_clip():
@@ -190,3 +194,18 @@ def test_latent_statistics_normalise_the_data():
         z = torch.cat([codec.encode(v).transpose(0, 1).flatten(1) for v in videos], 1)
     torch.testing.assert_close(z.mean(1), torch.zeros(16), atol=1e-4, rtol=0)
     torch.testing.assert_close(z.std(1), torch.ones(16), atol=1e-4, rtol=0)
+
+
+def test_separate_decoder_file_composes(tmp_path):
+    """``load_codec(encoder_file, decoder=other_file)``: encode with one, decode with the other."""
+    a, b = perturbed(TINY, 0), perturbed(TINY, 1)
+    pa = save_codec(tmp_path / "a.safetensors", a)
+    pb = save_codec(tmp_path / "b.safetensors", b)
+    both = load_codec(pa, decoder=pb).eval()
+    v = video(9)
+    with torch.no_grad():
+        z = both.encode(v)
+        torch.testing.assert_close(z, a.encode(v))
+        torch.testing.assert_close(both.decode(z), b.decode(z))
+        dec = both.stream_decoder()
+        torch.testing.assert_close(dec.push(z), b.decode(z))
