@@ -97,10 +97,21 @@ def save_codec(path: str | Path, codec: Codec, extra: dict | None = None) -> Pat
     return path
 
 
-def load_codec(path: str | Path, cfg: CodecConfig | None = None) -> Codec:
-    """A codec from ``path``: our safetensors (configuration in the header), or an official
-    TAEHV (``taew2_1.pth`` / ``.safetensors``) or Wan 2.1 VAE file given with its ``cfg``."""
+def load_codec(
+    path: str | Path, cfg: CodecConfig | None = None, decoder: str | Path | None = None
+) -> Codec:
+    """A codec from ``path``: our safetensors (configuration in the header), an official TAEHV
+    (``taew2_1.pth`` / ``.safetensors``), or a Wan 2.1 VAE (``Wan2.1_VAE.pth``, or a diffusers
+    ``vae/`` folder / ``diffusion_pytorch_model.safetensors``), each recognised by its keys.
+    ``decoder`` (e.g. ``taew2_1.pth``) decodes instead of ``path``'s own decoder (the official
+    Lip Forcing setup: Wan VAE encode, TAEHV decode)."""
+    if decoder is not None:
+        from lipforcing.codecs.wan_vae import ComposedCodec
+
+        return ComposedCodec(load_codec(path, cfg), load_codec(decoder))
     path = Path(path)
+    if path.is_dir():
+        path = path / "diffusion_pytorch_model.safetensors"
     state, meta = _read_tensors(path)
     if cfg is None:
         if (
@@ -117,6 +128,8 @@ def load_codec(path: str | Path, cfg: CodecConfig | None = None) -> Codec:
         elif "encoder.0.weight" in state and "decoder.1.weight" in state:
             width = int(state["encoder.0.weight"].shape[0])
             cfg = CodecConfig(kind="taehv", width=width, image_size=512)
+        elif any(k.startswith(("encoder.downsamples.", "encoder.down_blocks.")) for k in state):
+            cfg = CodecConfig(kind="wan_vae", image_size=512)
         else:
             raise CheckpointError(
                 f"{path.name} is not a codec checkpoint (no lipforcing-codec header, no TAEHV "
