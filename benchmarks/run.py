@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 runs, 8-chunk stream")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", default="1", help="torch CPU threads (shared machine: 1)")
     args, extra = parser.parse_known_args(argv)
     runs, chunks = (2, 8) if args.quick else (5, 20)
     name = f"{args.preset}-both-{args.device.replace(':', '')}{'-quick' if args.quick else ''}"
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         "--chunks",
         str(chunks),
         *(["--interleave"] if args.device == "cpu" else []),
+        "--threads",
+        args.threads,
         "--out",
         str(out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out),
         *extra,
