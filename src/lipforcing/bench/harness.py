@@ -251,7 +251,8 @@ def phase_summary(runs: list[dict], meter: MemoryMeter, setup: Setup) -> dict:
     """Medians over runs of FPS, TTFF and the per-stage times, plus memory."""
     fps = [r["frames"] / r["total_s"] for r in runs]
     ttff = [r["ttff_s"] for r in runs]
-    params = sum(p.numel() * p.element_size() for p in setup.model.parameters())
+    tensors = [*setup.model.parameters(), *setup.model.buffers()]  # FP8 weights are buffers
+    params = sum(t.numel() * t.element_size() for t in tensors)
     out = {
         "fps": summarize(fps)["median"],
         "ttff_s": summarize(ttff)["median"],
