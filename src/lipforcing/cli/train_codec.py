@@ -5,8 +5,23 @@
 ``DIR/recon.png``; ``DIR/state.pt`` makes an interrupted run resume. ``--synthtalk N`` renders
 N SynthTalk clips (and 4 held-out ones) into ``DIR/data`` and trains on them.
 
-The shipped ``lipforcing/assets/tiny/codec.safetensors`` was made with
-``lipforcing train codec --synthtalk 96 --out runs/codec --steps 2500 --seed 0``.
+``--evaluate CODEC`` only measures a trained codec on ``--eval`` / ``--eval-extra`` shards.
+
+The shipped ``lipforcing/assets/tiny/codec.safetensors`` was trained on SynthTalk only (the
+CPU recipe's 96 training clips, seeds 0-95; held out: its 8 test clips, seeds 50000-50007)::
+
+    lipforcing synthtalk --out runs/tiny/synthtalk/train --clips 96 --seconds 4 --seed 0
+    lipforcing synthtalk --out runs/tiny/synthtalk/test --clips 8 --seconds 4 --seed 50000
+    lipforcing preprocess runs/tiny/synthtalk/train --out runs/tiny/shards/train --preset tiny
+    lipforcing preprocess runs/tiny/synthtalk/test --out runs/tiny/shards/test --preset tiny
+    OMP_NUM_THREADS=1 lipforcing train codec runs/tiny/shards/train \
+        --eval runs/tiny/shards/test --out runs/codec --steps 1500 --seed 0
+
+(about 12 minutes on one shared CPU core). Real clips are used for reporting only::
+
+    lipforcing preprocess /work/shared/data/clips-256 --out shards_real --preset tiny
+    lipforcing train codec --evaluate src/lipforcing/assets/tiny/codec.safetensors \
+        --eval runs/tiny/shards/test --eval-extra shards_real --out runs/codec_eval
 """
 
 from __future__ import annotations
