@@ -16,7 +16,7 @@ $LF preprocess "$RUN/synthtalk/test" --out "$RUN/shards/test" --preset tiny
 touch "$RUN/synthtalk/train/done" "$RUN/synthtalk/test/done"
 
 # 2. The tiny codec (TAEHV family), held-out PSNR in $CODEC/report.json.
-$LF train codec "$RUN/shards/train" --eval "$RUN/shards/test" --out "$CODEC" --steps 4000 --seed 0
+$LF train codec "$RUN/shards/train" --eval "$RUN/shards/test" --out "$CODEC" --steps 1500 --seed 0
 
 # 3. Our SyncNet (reward and tiny-scale sync metric), 6 training clips held out for its
 #    offset-detection accuracy.
