@@ -73,3 +73,38 @@ def test_teacher_stage1_stage2_run_and_skip_when_done(tmp_path):
     mtime = s2.stat().st_mtime_ns
     assert run_stage2(cache, s1, teacher, dmd, tmp_path / "s2") == s2  # skipped
     assert s2.stat().st_mtime_ns == mtime
+
+
+def test_stage2_drop_mode_overrides_the_checkpoint_preset(tmp_path, monkeypatch):
+    import lipforcing.distill.dmd as dmd_mod
+
+    preset = toy_preset()
+    preset = dataclasses.replace(
+        preset, schedule=dataclasses.replace(preset.schedule, drop_mode="all")
+    )
+    opt = OptimConfig(lr=1e-3, warmup_steps=1, batch_size=2, micro_batch=2, steps=1)
+    cache = toy_cache(preset)
+    teacher = run_teacher(
+        cache, preset, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "t"
+    )
+    s1 = run_stage1(
+        cache, teacher, DiffusionForcingConfig(optim=opt, latent_frames=6), tmp_path / "s1"
+    )
+    modes = []
+    real = dmd_mod.guided_velocity
+
+    def spy(model, x_t, t, cond, scale, drop_mode="all", **kw):
+        modes.append(drop_mode)
+        return real(model, x_t, t, cond, scale, drop_mode, **kw)
+
+    monkeypatch.setattr(dmd_mod, "guided_velocity", spy)
+    dmd = DMDConfig(
+        optim=dataclasses.replace(opt, betas=(0.0, 0.999)),
+        critic_steps=1,
+        num_chunks=2,
+        drop_mode="audio",
+    )
+    s2 = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2")
+    assert modes and set(modes) == {"audio"}
+    assert load_checkpoint(s1)[1].schedule.drop_mode == "all"
+    assert load_checkpoint(s2)[1].schedule.drop_mode == "audio"

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-reward", action="store_true", help="Stage 2 without SyncNet reward")
     parser.add_argument(
+        "--drop-mode",
+        choices=["audio", "all"],
+        help="what the Stage-2 teacher's unconditional branch drops (default: audio at tiny)",
+    )
+    parser.add_argument(
         "--ablation-steps",
         type=int,
         default=0,
@@ -52,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rc = tiny_recipe(args.quick)
-    s2 = dataclasses.replace(rc.stage2, guidance=args.guidance, reward=not args.no_reward)
+    s2 = dataclasses.replace(
+        rc.stage2,
+        guidance=args.guidance,
+        reward=not args.no_reward,
+        drop_mode=args.drop_mode or rc.stage2.drop_mode,
+    )
     rc = dataclasses.replace(
         rc,
         teacher=with_steps(rc.teacher, args.teacher_steps),

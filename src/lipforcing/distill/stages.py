@@ -73,6 +73,22 @@ def _sampler(cache: dict, preset: PresetConfig, micro: int, frames: int):
     return batch
 
 
+def _train_and_save(model, step, cfg, preset, run_dir: Path, final: Path, *, seed: int, stage: str):
+    """Shard, run the resumable loop of one single-model stage, write its final checkpoint."""
+    rank, world = _world()
+    model = shard_model(model)
+    log = _logger(run_dir)
+    losses = train(
+        model, step, cfg.optim, run_dir, seed=seed, rank=rank, world=world, desc=stage, log=log
+    )
+    extra = {
+        "stage": stage,
+        "config": dataclasses.asdict(cfg),
+        "final_loss": losses[-1] if losses else None,
+    }
+    _save_final(final, model, preset, extra)
+
+
 def run_teacher(
     cache: dict, preset: PresetConfig, cfg: TeacherTrainConfig, run_dir: Path, *, seed: int = 0
 ) -> Path:
@@ -86,29 +102,7 @@ def run_teacher(
     model = build_model(preset.model)
     sample = _sampler(cache, preset, cfg.optim.micro_batch, cfg.latent_frames)
     step = lambda m, g: teacher_step(m, sample(g), cfg, g)  # noqa: E731
-    rank, world = _world()
-    model = shard_model(model)
-    losses = train(
-        model,
-        step,
-        cfg.optim,
-        run_dir,
-        seed=seed,
-        rank=rank,
-        world=world,
-        desc="teacher",
-        log=_logger(run_dir),
-    )
-    _save_final(
-        final,
-        model,
-        preset,
-        {
-            "stage": "teacher",
-            "config": dataclasses.asdict(cfg),
-            "final_loss": losses[-1] if losses else None,
-        },
-    )
+    _train_and_save(model, step, cfg, preset, run_dir, final, seed=seed, stage="teacher")
     return final
 
 
@@ -126,29 +120,7 @@ def run_stage1(
     def step(m, g):
         return diffusion_forcing_step(m, sample(g), cfg, preset.causal, preset.schedule, g)
 
-    rank, world = _world()
-    model = shard_model(model)
-    losses = train(
-        model,
-        step,
-        cfg.optim,
-        run_dir,
-        seed=seed,
-        rank=rank,
-        world=world,
-        desc="stage1",
-        log=_logger(run_dir),
-    )
-    _save_final(
-        final,
-        model,
-        preset,
-        {
-            "stage": "stage1",
-            "config": dataclasses.asdict(cfg),
-            "final_loss": losses[-1] if losses else None,
-        },
-    )
+    _train_and_save(model, step, cfg, preset, run_dir, final, seed=seed, stage="stage1")
     return final
 
 
@@ -178,6 +150,10 @@ def run_stage2(
     teacher.requires_grad_(False).eval()  # frozen, never sharded with the trainees
     rank, world = _world()
     student, critic = shard_model(student), shard_model(critic)
+    if cfg.drop_mode is not None:
+        preset = dataclasses.replace(
+            preset, schedule=dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
+        )
     causal, schedule = preset.causal, preset.schedule
     frames = cfg.num_chunks * causal.chunk_frames
     micro = cfg.optim.micro_batch
