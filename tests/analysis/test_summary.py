@@ -21,7 +21,7 @@ def test_mean_and_standard_error_match_numpy_and_scipy():
     assert np.isnan(mean_se([1.0])[1]) and mean_se([1.0])[0] == 1.0
 
 
-def planted_rows(flat_sync_d: bool = False) -> list[dict]:
+def planted_rows(flat_sync_d: bool = False, no_gap: bool = False) -> list[dict]:
     """Factorial rows: the mixed (1, s) schedule peaks in sync at j_1 = 30 at near-(1, 1)
     fidelity; per-clip offsets are large (pairing must remove them), per-point noise small."""
     rng = np.random.default_rng(1)
@@ -30,7 +30,12 @@ def planted_rows(flat_sync_d: bool = False) -> list[dict]:
         off = rng.normal(0, 0.5)  # clip-level offset, much larger than the effects' noise
         for j in range(1, 50):
             bump = np.exp(-((j - 30) ** 2) / 20)
-            sync = {(1.0, 1.0): 1.0, (1.0, S): 1.0 + 2.2 * bump, (S, 1.0): 1.5, (S, S): 3.0}
+            sync = {
+                (1.0, 1.0): 1.0,
+                (1.0, S): 1.0 + 2.2 * bump,
+                (S, 1.0): 1.5,
+                (S, S): 1.0 if no_gap else 3.0,
+            }
             lp = {(1.0, 1.0): 0.20, (1.0, S): 0.21, (S, 1.0): 0.25, (S, S): 0.30}
             for (s0, s1), sc in sync.items():
                 drop = "none" if s0 == s1 == 1.0 else "all"
@@ -99,3 +104,9 @@ def test_recommendation_finds_the_planted_optimum_and_window():
 def test_a_metric_without_signal_is_left_out_of_the_score():
     sc = joint_scores(Results(planted_rows(flat_sync_d=True)), "all")
     assert sc.flat == ("sync_d",) and "sync_d" not in sc.metrics
+
+
+def test_gap_closed_is_undefined_when_the_gap_is_noise():
+    """(s, s) syncs no better than (1, 1): a ratio of two noisy differences means nothing."""
+    r = recommend(Results(planted_rows(no_gap=True)), "all")
+    assert np.isnan(r.gap_closed[30])

@@ -229,7 +229,11 @@ def recommend(res: Results, drop: str) -> Recommendation:
 
 
 def gap_closed(res: Results, drop: str, landings: list[int]) -> dict[int, float]:
-    """Sync-C gap closed by (1, s) between (1, 1) and (s, s): per landing, from the means."""
+    """Sync-C gap closed by (1, s) between (1, 1) and (s, s): per landing, from the means.
+
+    NaN where the gap itself is not above the paired noise (|mean| <= 2 SE over clips): a ratio
+    of noise to noise says nothing (and can read 800%).
+    """
     if not res.has_sync:
         return {}
     s = res.cfg_scale
@@ -239,7 +243,9 @@ def gap_closed(res: Results, drop: str, landings: list[int]) -> dict[int, float]
         if j1 not in c[(1.0, 1.0)].j:
             continue
         lo, mixed, hi = (c[x].at(j1)[0] for x in ((1.0, 1.0), (1.0, s), (s, s)))
-        out[j1] = (mixed - lo) / (hi - lo) if hi != lo else float("nan")
+        gap, se = paired_difference(res, "factorial", (s, s, drop), (1.0, 1.0, drop), "sync_c", j1)
+        real = hi != lo and not np.isnan(se) and abs(gap) > 2 * se
+        out[j1] = (mixed - lo) / (hi - lo) if real else float("nan")
     return out
 
 
@@ -253,7 +259,7 @@ def paired_difference(res: Results, panel: str, a: tuple, b: tuple, metric: str,
 
 
 def pct(x: float) -> str:
-    return "n/a (no gap)" if np.isnan(x) else f"{100 * x:.0f}%"
+    return "n/a (no gap above the paired noise)" if np.isnan(x) else f"{100 * x:.0f}%"
 
 
 def fmt(mean: float, se: float, digits: int = 3) -> str:
@@ -389,7 +395,13 @@ def comparison_lines(res: Results, recs: dict[str, Recommendation], last: int) -
         out.append(f"- `{d}`: CFG minus no-CFG at the last step j = {last}: " + "; ".join(parts))
         if res.has_sync:
             g30 = r.gap_closed.get(PAPER["landing"])
-            if g30 is not None:
+            if g30 is not None and np.isnan(g30):
+                out.append(
+                    "  - at j_1 = 30 the (1, 1) -> (s, s) Sync-C gap is not above the paired "
+                    "noise, so the share the mixed no-CFG -> CFG schedule closes is undefined "
+                    "(paper: most of it)."
+                )
+            elif g30 is not None:
                 out.append(
                     f"  - mixed no-CFG -> CFG at j_1 = 30 closes {pct(g30)} of the "
                     "(1, 1) -> (s, s) Sync-C gap (paper: most of it)."
