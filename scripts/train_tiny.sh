@@ -24,8 +24,10 @@ $LF train syncnet "$RUN/shards/train" --out "$RUN/syncnet" --threads 1 --holdout
   synthtalk_0000090 synthtalk_0000091 synthtalk_0000092 synthtalk_0000093 synthtalk_0000094 \
   synthtalk_0000095
 
-# 4. Teacher, Stage 1 (Diffusion Forcing), Stage 2 (Sync-Window DMD + SyncNet reward), held-out
-#    evaluation: $RUN/report.md.
+# 4. Teacher, Stage 1 (Diffusion Forcing), Stage 2 (Sync-Window DMD with audio-only CFG + SyncNet
+#    reward), held-out evaluation: $RUN/report.md. The shipped run did teacher and Stage 1 with 2
+#    threads and Stage 2 with --threads 1 (the thread count changes float summation order, so a
+#    rerun matches statistically, not bit for bit). Add --ablation-steps 60 for the Table-2 arms.
 $LF train recipe tiny --out "$RUN" --codec "$CODEC/codec.safetensors" \
   --syncnet "$RUN/syncnet/syncnet.safetensors" --train-clips 96 --teacher-steps 1000 \
   --stage1-steps 300 --seed 0
