@@ -5,27 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lipforcing.config import CausalConfig, ModelConfig
+from lipforcing.config import CausalConfig
 from lipforcing.diffusion.causal import generate_chunk, rollout
 from lipforcing.diffusion.samplers import cpu_noise, few_step_sample
 from lipforcing.models import KVCache, build_model
 from lipforcing.models.conditioning import LipSyncCond
+from toy_models import toy_config
 
 HW = (4, 4)
-CFG = ModelConfig(
-    dim=32,
-    ffn_dim=64,
-    num_heads=2,
-    num_layers=3,
-    text_dim=8,
-    text_len=2,
-    use_text_context=False,
-    null_context_len=2,
-    audio_feature_dim=6,
-    audio_first_layer=0,
-    audio_layers=2,
-    attention="block_causal",
-)
+CFG = toy_config(num_layers=3, audio_layers=2)
 CAUSAL = CausalConfig()
 
 

@@ -6,25 +6,12 @@ import dataclasses
 
 import torch
 
-from lipforcing.config import ModelConfig
 from lipforcing.models import build_model
 from lipforcing.models.conditioning import LipSyncCond
+from toy_models import toy_config
 
 HW = (4, 4)
-CFG = ModelConfig(
-    dim=32,
-    ffn_dim=64,
-    num_heads=2,
-    num_layers=2,
-    text_dim=8,
-    text_len=2,
-    use_text_context=False,
-    null_context_len=2,
-    audio_feature_dim=6,
-    audio_first_layer=0,
-    audio_layers=1,
-    attention="block_causal",
-)
+CFG = toy_config()
 
 
 def toy_model(attention: str = "block_causal", seed: int = 0):

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from lipforcing.config import ModelConfig
 from lipforcing.models import build_model
 from lipforcing.models.conditioning import LipSyncCond
+from toy_models import toy_config
 
 
 def small_config(**overrides) -> ModelConfig:
     """A 2-head, 4-layer DiT (audio in blocks 1-2) that runs in milliseconds on the CPU."""
-    base = ModelConfig(
+    base = dict(
         dim=48,
         ffn_dim=96,
-        num_heads=2,
         num_layers=4,
         text_dim=16,
         text_len=4,
-        use_text_context=False,
         null_context_len=3,
         audio_feature_dim=8,
         audio_first_layer=1,
         audio_layers=2,
-        attention="block_causal",
     )
-    return dataclasses.replace(base, **overrides)
+    return toy_config(**{**base, **overrides})
 
 
 def randomized(cfg: ModelConfig, seed: int = 0) -> torch.nn.Module:
