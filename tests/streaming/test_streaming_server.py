@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -35,7 +36,8 @@ def app_pipeline(request):
 def server(app_pipeline, source):
     import uvicorn
 
-    pipeline = app_pipeline
+    # as if loaded from a file: /api/info must not reveal where
+    pipeline = dataclasses.replace(app_pipeline, checkpoint="/srv/private/student.safetensors")
     limits = ServerLimits(max_upload_mb=0.05, max_sessions=1, idle_timeout_s=20)
     app = create_app(pipeline, source, token=TOKEN, limits=limits, sample_audio=speech_like(1.0))
     with socket.socket() as s:
@@ -109,6 +111,7 @@ def test_wrong_token_is_refused(server):
     assert httpx.get(f"http://{server}/api/info").status_code == 401
     ok = httpx.get(f"http://{server}/api/info", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200 and ok.json()["sources"][0]["source"] == "default"
+    assert ok.json()["checkpoint"] == "student.safetensors"  # no server paths leak to clients
     assert httpx.get(f"http://{server}/").status_code == 200  # the page itself is public
 
 

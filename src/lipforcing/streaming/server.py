@@ -156,7 +156,8 @@ def create_app(
         p = pipeline.preset
         return {
             "preset": p.name,
-            "checkpoint": pipeline.checkpoint,
+            # the file name only: the server's directory layout is nobody's business
+            "checkpoint": Path(pipeline.checkpoint).name,
             "fps": p.media.fps,
             "sample_rate": p.audio.sample_rate,
             "limits": limits.__dict__,
