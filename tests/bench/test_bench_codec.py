@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 from bench_helpers import SMALL, stream_outputs
 
 from lipforcing.bench.runs import benchmark
-
-codecs = pytest.importorskip("lipforcing.codecs")
-if not hasattr(codecs, "build_codec"):
-    pytest.skip("the codec part has not landed", allow_module_level=True)
 
 WITH_CODEC = dataclasses.replace(SMALL, codec=True)
 

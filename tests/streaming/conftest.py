@@ -14,10 +14,6 @@ from lipforcing.config import tiny
 
 @pytest.fixture(scope="session")
 def pipeline():
-    import lipforcing.codecs
-
-    if not hasattr(lipforcing.codecs, "build_codec"):
-        pytest.skip("the codec part (lipforcing.codecs.build_codec) has not landed")
     from lipforcing.streaming.pipeline import Pipeline
 
     return Pipeline.random(tiny(), seed=0)

@@ -20,24 +20,11 @@ TOKEN = "s3cret-token"
 
 
 @pytest.fixture(scope="module")
-def app_pipeline(request):
-    """The tiny pipeline; without a codec (not landed) one that serves everything but streams."""
-    import lipforcing.codecs
-    from lipforcing.config import tiny
-    from lipforcing.streaming.pipeline import Pipeline
-
-    if hasattr(lipforcing.codecs, "build_codec"):
-        return request.getfixturevalue("pipeline")
-    preset = tiny().with_attention("block_causal")
-    return Pipeline(model=None, codec=None, preset=preset, checkpoint="none (no codec)")
-
-
-@pytest.fixture(scope="module")
-def server(app_pipeline, source):
+def server(pipeline, source):
     import uvicorn
 
     # as if loaded from a file: /api/info must not reveal where
-    pipeline = dataclasses.replace(app_pipeline, checkpoint="/srv/private/student.safetensors")
+    pipeline = dataclasses.replace(pipeline, checkpoint="/srv/private/student.safetensors")
     limits = ServerLimits(max_upload_mb=0.05, max_sessions=1, idle_timeout_s=20)
     app = create_app(pipeline, source, token=TOKEN, limits=limits, sample_audio=speech_like(1.0))
     with socket.socket() as s:
