@@ -138,8 +138,12 @@ def test_dataset_files_round_trip_and_resume(tmp_path):
     assert paths[0].stat().st_mtime_ns == stamp
     assert len(json.loads((tmp_path / "index.json").read_text())["clips"]) == 3
     again = write_dataset(tmp_path / "again", 1, 1.0, 40, size=96, progress=False)[0]
-    for suffix in (".mp4", ".wav", ".npz"):  # the same seed gives byte-identical files
+    for suffix in (".wav", ".npz"):  # the same seed gives byte-identical data
         assert again.with_suffix(suffix).read_bytes() == paths[0].with_suffix(suffix).read_bytes()
+    # libx264 (as bundled with PyAV) is not byte-reproducible from run to run, even with one
+    # thread, so the two encodes of the same frames are compared decoded.
+    other = read_video(again).frames.astype(int)
+    assert other.shape == video.frames.shape and np.abs(other - video.frames).mean() < 1
 
 
 def test_preprocess_uses_the_exact_landmarks(tmp_path):
