@@ -54,7 +54,6 @@ def fake_shards(out, preset, clips, seed, name):
     return root
 
 
-@pytest.mark.slow
 def test_recipe_chain_writes_checkpoints_and_a_complete_report(tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "make_shards", fake_shards)
     monkeypatch.setattr(lipforcing.codecs, "load_codec", lambda path: PoolCodec(), raising=False)
@@ -88,4 +87,13 @@ def test_recipe_chain_writes_checkpoints_and_a_complete_report(tmp_path, monkeyp
     assert (tmp_path / "stage2" / "student.safetensors").is_file()
     assert "| student |" in recipe.report_markdown(report)
     assert {"static_cfg", "sync_window", "sync_window_reward"} <= set(report["ablation"])
-    assert "| sync_window_reward |" in recipe.report_markdown(report)
+    assert "| sync_window_reward (main run) |" in recipe.report_markdown(report)
+    # The window + reward arm has the main Stage-2 config here (1 step each): it is not retrained,
+    # and its scores are the main student's on the same windows and noise.
+    assert report["ablation"]["same_as_main_run"] == ["sync_window_reward"]
+    assert not (tmp_path / "ablation" / "sync_window_reward").exists()
+    assert (tmp_path / "ablation" / "static_cfg" / "student.safetensors").is_file()
+    for metric in ("sync", "mouth_l1"):
+        assert report["ablation"]["sync_window_reward"][metric] == pytest.approx(
+            report["student"][metric], rel=1e-5
+        )

@@ -205,9 +205,19 @@ def run_recipe(
             cfg2 = dataclasses.replace(
                 cfg2, optim=dataclasses.replace(cfg2.optim, steps=ablation_steps)
             )
-            path = run_stage2(
-                train, s1, teacher_path, cfg2, out / "ablation" / arm, seed=seed, reward_fn=reward
-            )
+            if cfg2 == rc.stage2:  # same config, data, seed and Stage-1 start: the main run
+                path = s2
+                report["ablation"].setdefault("same_as_main_run", []).append(arm)
+            else:
+                path = run_stage2(
+                    train,
+                    s1,
+                    teacher_path,
+                    cfg2,
+                    out / "ablation" / arm,
+                    seed=seed,
+                    reward_fn=reward,
+                )
             model, _ = load_checkpoint(path)
             report["ablation"][arm] = evaluate(
                 lambda c, z, m=model: generate_student(m, c, z, spreset),
@@ -247,8 +257,9 @@ def report_markdown(report: dict) -> str:
         ]
         for arm in ("static_cfg", "sync_window", "sync_window_reward"):
             r = abl[arm]
+            name = f"{arm} (main run)" if arm in abl.get("same_as_main_run", ()) else arm
             rows.append(
-                f"| {arm} | {r.get('sync', float('nan')):.3f} | {r['mouth_l1']:.4f} "
+                f"| {name} | {r.get('sync', float('nan')):.3f} | {r['mouth_l1']:.4f} "
                 f"| {r['mouth_psnr']:.2f} |"
             )
     dub = report.get("dubbing")
