@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     )
     ev = Evaluator(nets, args.full_frame, args.trim, args.csim_step, parse_face(args.face))
     driving = read_audio(args.audio) if args.audio and nets.syncnet is not None else None
-    for p, g in tqdm(todo, desc="eval", unit="video", disable=None):
+    for p, g in tqdm(todo, desc="eval", unit="video"):
         pv = ev.timed("read", read_video, p, FPS)
         gv = ev.timed("read", read_video, g, FPS)
         audio = driving if driving is not None else gv.audio

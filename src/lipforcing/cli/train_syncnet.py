@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    bar = tqdm(range(steps), desc="syncnet", disable=None)
+    bar = tqdm(range(steps), desc="syncnet")
     for _ in bar:
         model.train()
         loss, m = contrastive_loss(model, sample_batch(train, args.batch, 4, rng))
