@@ -7,14 +7,15 @@ shifting the audio by k frames must move the found offset to k, and audio shifte
 search range must score a lower Sync-C than the clip's own alignment. The checkpoint stays in
 the test's temporary folder (the shared media may not train a shipped checkpoint).
 
-Measured 2026-12-01 (this test's training, 4,000 steps, 310 s; 2-core CPU): of the 8 tails long
-enough to score, shifts of (-3, 2, 4) frames were found exactly on KristiNoem, andrew_clip_1,
-andrew_clip_2 and reagan_clip1 (offset 0 unshifted), exactly relative to a -1 base offset on
-Obama_clip2 and Obama_clip3, relative to a +3 base offset on Obama_clip1 except k = 4 (found 3),
-and not found on feifeili_clip2_short. Sync-C unshifted vs shifted by 24 frames: KristiNoem 0.230 vs 0.120,
-andrew_clip_1 0.122 vs 0.040, reagan_clip1 0.078 vs 0.051. The test scores three speakers
-whose tails are long and clearly found; it shows that the metric and our network work on real
-faces, not that five minutes of training on ten clips make a speaker-independent SyncNet.
+Measured 2026-12-01 (this test's training, 4,000 steps, 310 s; 2-core CPU): of the 8 tails
+long enough to score, shifts of (-3, 2, 4) frames were found exactly on KristiNoem,
+andrew_clip_1, andrew_clip_2 and reagan_clip1 (offset 0 unshifted), exactly relative to a -1
+base offset on Obama_clip2 and Obama_clip3, relative to a +3 base offset on Obama_clip1 except
+k = 4 (found 3), and not found on feifeili_clip2_short. Sync-C unshifted vs shifted by 24
+frames: KristiNoem 0.230 vs 0.120, andrew_clip_1 0.122 vs 0.040, reagan_clip1 0.078 vs 0.051.
+The test scores three speakers whose tails are long and clearly found; it shows that the
+metric and our network work on real faces, not that five minutes of training on ten clips make
+a speaker-independent SyncNet.
 """
 
 from __future__ import annotations
