@@ -206,18 +206,12 @@ def run_recipe(
                 cfg2, optim=dataclasses.replace(cfg2.optim, steps=ablation_steps)
             )
             if cfg2 == rc.stage2:  # same config, data, seed and Stage-1 start: the main run
-                path = s2
+                report["ablation"][arm] = dict(report["student"])  # already scored above
                 report["ablation"].setdefault("same_as_main_run", []).append(arm)
-            else:
-                path = run_stage2(
-                    train,
-                    s1,
-                    teacher_path,
-                    cfg2,
-                    out / "ablation" / arm,
-                    seed=seed,
-                    reward_fn=reward,
-                )
+                continue
+            path = run_stage2(
+                train, s1, teacher_path, cfg2, out / "ablation" / arm, seed=seed, reward_fn=reward
+            )
             model, _ = load_checkpoint(path)
             report["ablation"][arm] = evaluate(
                 lambda c, z, m=model: generate_student(m, c, z, spreset),
