@@ -74,3 +74,18 @@ def test_errors(tmp_path):
         ShardDataset(tmp_path, 4)
     with pytest.raises(UserError, match="no shard has"):
         ShardDataset(tmp_path, 3)
+
+
+def test_stride_gives_overlapping_windows(tmp_path):
+    fake_shard(tmp_path, "long", 40)
+    fake_shard(tmp_path, "gappy", 40, missing=[15])
+    data = ShardDataset(tmp_path, latent_frames=3, stride=4)
+    starts = {}
+    for i in range(len(data)):
+        item = data[i]
+        starts.setdefault(item["shard"], []).append(item["start"])
+        assert not set(frame_ids(item["ref_seq"])) & set(frame_ids(item["video"]))
+    assert starts["long"] == list(range(0, 32, 4))
+    assert starts["gappy"] == [0, 4, 16, 20, 24, 28]  # windows holding frame 15 are dropped
+    with pytest.raises(UserError, match="stride"):
+        ShardDataset(tmp_path, 3, stride=-1)

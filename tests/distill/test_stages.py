@@ -108,3 +108,30 @@ def test_stage2_drop_mode_overrides_the_checkpoint_preset(tmp_path, monkeypatch)
     assert modes and set(modes) == {"audio"}
     assert load_checkpoint(s1)[1].schedule.drop_mode == "all"
     assert load_checkpoint(s2)[1].schedule.drop_mode == "audio"
+
+
+def test_teacher_starts_from_init_weights(tmp_path):
+    from lipforcing.models.checkpoints import save_checkpoint
+
+    preset = toy_preset()
+    opt = OptimConfig(lr=1e-3, warmup_steps=1, batch_size=2, micro_batch=2, steps=0)
+    cfg = TeacherTrainConfig(optim=opt, latent_frames=6)
+    donor, _ = load_checkpoint(
+        run_teacher(toy_cache(preset), preset, cfg, tmp_path / "donor", seed=5)
+    )
+    with torch.no_grad():  # a student (block-causal) with distinctive weights
+        for p in donor.parameters():
+            p.add_(0.1)
+    student = preset.with_attention("block_causal")
+    save_checkpoint(tmp_path / "student.safetensors", donor, student)
+    init = tmp_path / "student.safetensors"
+    fresh = run_teacher(toy_cache(preset), preset, cfg, tmp_path / "fresh", seed=5)
+    tuned = run_teacher(toy_cache(preset), preset, cfg, tmp_path / "tuned", seed=5, init=init)
+    fresh_m, _ = load_checkpoint(fresh)
+    tuned_m, tuned_p = load_checkpoint(tuned)
+    assert tuned_p.model.attention == "bidirectional"
+    for (name, a), b, c in zip(
+        tuned_m.state_dict().items(), donor.state_dict().values(), fresh_m.state_dict().values()
+    ):
+        assert torch.equal(a, b), name
+        assert not torch.equal(a, c) or a.numel() == 0, name

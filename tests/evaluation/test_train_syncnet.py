@@ -49,3 +49,33 @@ def test_train_syncnet_learns_offsets(tmp_path):
 def test_train_syncnet_without_shards_is_a_user_error(tmp_path, capsys):
     assert main(["train", "syncnet", str(tmp_path), "--out", str(tmp_path / "o")]) != 0
     assert "no shards" in capsys.readouterr().err
+
+
+def test_train_syncnet_resumes_exactly_and_fine_tunes(tmp_path):
+    import torch
+
+    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig, save_syncnet
+    from lipforcing.evaluation.syncnet_train import Clip, SyncNetTrainConfig, train_syncnet
+
+    crops, feats = write_shard(tmp_path / "s" / "a", seed=1)
+    clips = [Clip.from_arrays({"crops": crops, "audio_features": feats})]
+    cfg = SyncNetTrainConfig(steps=4, batch=4, save_every=2)
+    nets = []
+    for name, stops in (("whole", [None]), ("split", [2, None])):
+        for stop in stops:  # a new process per run: only the state file carries over
+            torch.manual_seed(0)
+            net = LipSyncNet(LipSyncNetConfig(n_mels=4))
+            train_syncnet(net, clips, cfg, tmp_path / name / "state.pt", stop_at=stop)
+        nets.append(net)
+    for (k, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.equal(a, b), k
+    save_syncnet(nets[0].eval(), tmp_path / "start.safetensors")
+    out = tmp_path / "tuned"
+    argv = ["train", "syncnet", str(tmp_path / "s"), "--out", str(out), "--steps", "1"]
+    argv += ["--lr", "1e-12", "--batch", "4", "--init"]
+    assert main(argv + [str(tmp_path / "missing.safetensors")]) == 2
+    assert main(argv + [str(tmp_path / "start.safetensors")]) == 0
+    tuned = load_syncnet(out / "syncnet.safetensors")
+    for k, v in nets[0].state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(tuned.state_dict()[k], v, atol=1e-6), k

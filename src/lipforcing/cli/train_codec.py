@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 
 HELDOUT_SEED = 60_000  # SynthTalk seeds of the held-out clips made by --synthtalk
+EVERY = 500  # steps between the codecs written along the way
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--synthtalk", type=int, default=0, help="render N SynthTalk clips")
     parser.add_argument("--preset", default="tiny", help="preset whose codec config is used")
+    parser.add_argument("--init", help="start from this codec's weights (fine-tuning)")
     parser.add_argument("--steps", type=int, default=2000, help="optimiser steps")
     parser.add_argument("--batch", type=int, default=8, help="windows per step")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -71,23 +73,25 @@ def _synthtalk_shards(out, clips: int, preset):
     return [dirs["train"]], [dirs["heldout"]]
 
 
+def _reached(state_path, step: int) -> bool:
+    """Whether the run's saved state is at ``step`` or later."""
+    import torch
+
+    if not state_path.is_file():
+        return False
+    return int(torch.load(state_path, map_location="cpu", weights_only=False)["step"]) >= step
+
+
 def run(args: argparse.Namespace) -> int:
-    import math
     from pathlib import Path
 
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from lipforcing.cli.train_syncnet import find_shards
     from lipforcing.codecs import build_codec
-    from lipforcing.codecs.train import (
-        CodecTrainConfig,
-        CropWindows,
-        train_step,
-    )
+    from lipforcing.codecs.train import CodecTrainConfig, CropWindows, fit_codec
     from lipforcing.config import get_preset
-    from lipforcing.distill.checkpointing import load_state, save_state
     from lipforcing.errors import UserError
 
     try:
@@ -126,57 +130,14 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, frames=args.frames
     )
     torch.manual_seed(cfg.seed)
-    codec = build_codec(preset.codec).train()
-    opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: (
-            (cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
-            / cfg.lr
-        ),
-    )
-    g = torch.Generator().manual_seed(cfg.seed)
+    codec = build_codec(preset.codec, weights=args.init)
     data = CropWindows(train_dirs, cfg.frames)
     state_path = out / "state.pt"
-    step, extra = 0, {}
-    if state_path.is_file():
-        step, extra = load_state(
-            state_path,
-            models={"codec": codec},
-            optimizers={"opt": opt},
-            schedulers={"sched": sched},
-            generators={"g": g},
-        )
-        print(f"resuming at step {step}")
-    rng = np.random.default_rng([cfg.seed, step])
-    bar = tqdm(range(step, cfg.steps), desc="codec", initial=step, total=cfg.steps)
-    history = extra.get("history", [])
-    for step in bar:
-        video = data.sample(rng, cfg.batch, cfg.patch)
-        loss, metrics = train_step(codec, video, cfg, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(psnr=f"{metrics['psnr']:.1f}")
-        if (step + 1) % 50 == 0:
-            history.append({"step": step + 1, **metrics})
-        if (step + 1) % 500 == 0 and step + 1 < cfg.steps:  # a usable codec along the way
-            finish(codec, out, cfg, data, eval_dirs, preset, history, train_dirs, step + 1)
-            codec.train()
-        if (step + 1) % 200 == 0 or step + 1 == cfg.steps:
-            rng = np.random.default_rng([cfg.seed, step + 1])  # resumable data order
-            save_state(
-                state_path,
-                step=step + 1,
-                models={"codec": codec},
-                optimizers={"opt": opt},
-                schedulers={"sched": sched},
-                generators={"g": g},
-                extra={"history": history},
-            )
-
+    for stop in range(EVERY, cfg.steps, EVERY):  # a usable codec along the way
+        if not _reached(state_path, stop):
+            history = fit_codec(codec, data, cfg, state_path, stop_at=stop)
+            finish(codec, out, cfg, data, eval_dirs, preset, history, train_dirs, stop)
+    history = fit_codec(codec, data, cfg, state_path)
     finish(codec, out, cfg, data, eval_dirs, preset, history, train_dirs, cfg.steps, extra_dirs)
     return 0
 

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--holdout", nargs="*", default=[], help="shard names kept for testing")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", help="start from this LipSyncNet checkpoint (fine-tuning)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
 
@@ -42,17 +43,21 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import numpy as np
     import torch
-    from tqdm import tqdm
 
     from lipforcing.data.preprocess import load_shard
-    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig, save_syncnet
+    from lipforcing.errors import UserError
+    from lipforcing.evaluation.syncnet import (
+        LipSyncNet,
+        LipSyncNetConfig,
+        load_syncnet,
+        save_syncnet,
+    )
     from lipforcing.evaluation.syncnet_train import (
         Clip,
-        contrastive_loss,
+        SyncNetTrainConfig,
         offset_accuracy,
-        sample_batch,
+        train_syncnet,
     )
 
     torch.set_num_threads(args.threads)
@@ -62,21 +67,15 @@ def run(args: argparse.Namespace) -> int:
     held = [clips.pop(n) for n in args.holdout if n in clips]
     train = list(clips.values())
     a_dim = train[0].feats.shape[1]
-    model = LipSyncNet(LipSyncNetConfig(n_mels=a_dim // 20))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    model = (
+        load_syncnet(args.init) if args.init else LipSyncNet(LipSyncNetConfig(n_mels=a_dim // 20))
+    )
+    if model.cfg.audio_dim != a_dim:
+        raise UserError(f"{args.init} reads {model.cfg.audio_dim}-d audio; the shards have {a_dim}")
     steps = 200 if args.quick else args.steps
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
-    rng = np.random.default_rng(args.seed)
+    cfg = SyncNetTrainConfig(steps=steps, batch=args.batch, lr=args.lr, seed=args.seed)
     t0 = time.time()
-    bar = tqdm(range(steps), desc="syncnet")
-    for _ in bar:
-        model.train()
-        loss, m = contrastive_loss(model, sample_batch(train, args.batch, 4, rng))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['acc']:.2f}")
+    train_syncnet(model, train, cfg, Path(args.out) / "state.pt")
     extra = {"steps": steps, "train_s": round(time.time() - t0, 1), "train_shards": list(clips)}
     if held:
         extra |= {"holdout": args.holdout, **offset_accuracy(model, held)}

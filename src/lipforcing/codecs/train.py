@@ -10,6 +10,7 @@ and stored in the codec (latents are normalised for the diffusion model).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class CodecTrainConfig:
     latent_l2: float = 1e-4
     latent_noise: float = 0.05  # std of decoder input noise, relative to the latent's std
     seed: int = 0
+    save_every: int = 200  # optimiser steps between resumable state files
 
 
 class CropWindows:
@@ -78,6 +80,62 @@ def train_step(codec: Codec, video: torch.Tensor, cfg: CodecTrainConfig, g: torc
     loss = l1 + mse + cfg.latent_l2 * z.pow(2).mean()
     psnr = 10 * torch.log10(4.0 / mse.detach().clamp_min(1e-10))
     return loss, {"l1": float(l1.detach()), "psnr": float(psnr)}
+
+
+def fit_codec(
+    codec: Codec,
+    data: CropWindows,
+    cfg: CodecTrainConfig,
+    state_path: str | Path | None = None,
+    *,
+    stop_at: int | None = None,
+    desc: str = "codec",
+) -> list[dict]:
+    """Train ``codec`` on random windows of ``data`` up to ``cfg.steps`` (or ``stop_at``).
+
+    AdamW with a cosine decay from ``lr`` to ``min_lr``; gradients clipped to norm 1. The
+    window draw of step k is a pure function of (seed, k) and the full state is written to
+    ``state_path`` every ``save_every`` steps and at the end, so an interrupted run resumes
+    exactly. Returns the metrics history (every 50 steps), resumed runs included.
+    """
+    from tqdm import tqdm
+
+    from lipforcing.distill.checkpointing import load_state, save_state
+
+    codec.train()
+    opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_factor(cfg, s))
+    g = torch.Generator().manual_seed(cfg.seed)
+    parts = {"models": {"codec": codec}, "optimizers": {"opt": opt}}
+    parts |= {"schedulers": {"sched": sched}, "generators": {"g": g}}
+    step, extra = 0, {}
+    if state_path is not None and Path(state_path).is_file():
+        step, extra = load_state(state_path, **parts)
+    history = list(extra.get("history", []))
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    bar = tqdm(range(step, end), desc=desc, initial=step, total=cfg.steps)
+    for step in bar:
+        video = data.sample(np.random.default_rng([cfg.seed, step]), cfg.batch, cfg.patch)
+        loss, metrics = train_step(codec, video, cfg, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        bar.set_postfix(psnr=f"{metrics['psnr']:.1f}")
+        done = step + 1
+        if done % 50 == 0:
+            history.append({"step": done, **metrics})
+        if state_path is not None and (done % cfg.save_every == 0 or done == end):
+            save_state(state_path, step=done, **parts, extra={"history": history})
+    bar.close()
+    return history
+
+
+def cosine_factor(cfg: CodecTrainConfig, step: int) -> float:
+    """Learning-rate multiplier at ``step``: cosine from 1 to ``min_lr / lr``."""
+    cos = 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+    return (cfg.min_lr + (cfg.lr - cfg.min_lr) * cos) / cfg.lr
 
 
 @torch.no_grad()
@@ -146,7 +204,9 @@ def recon_sheet(codec: Codec, crops: np.ndarray, path: Path, columns: int = 8) -
 __all__ = [
     "CodecTrainConfig",
     "CropWindows",
+    "cosine_factor",
     "evaluate_shards",
+    "fit_codec",
     "psnr_uint8",
     "recon_sheet",
     "reconstruct",

@@ -3,7 +3,9 @@
 Design choices:
 - A window is ``T = 1 + stride * (F - 1)`` consecutive video frames (Wan's causal layout), with
   ``F`` latent frames a multiple of the chunk size. Windows tile each shard without overlap
-  (start frames 0, T, 2T, ...); windows containing a frame where no face was found are dropped.
+  (start frames 0, T, 2T, ...), or start every ``stride`` frames when given (overlapping
+  windows: more training windows from little footage); windows containing a frame where no
+  face was found are dropped.
 - The reference frame and the reference sequence come from the same clip at another time:
   both are drawn uniformly among positions that do not overlap the window, so the mouth being
   generated can never leak through them. A shard shorter than 2T frames yields no window.
@@ -58,6 +60,7 @@ class ShardDataset(Dataset):
         chunk_frames: int = 3,
         temporal_stride: int = 4,
         seed: int = 0,
+        stride: int | None = None,
     ) -> None:
         if latent_frames < chunk_frames or latent_frames % chunk_frames:
             raise UserError(f"latent_frames {latent_frames}: need a multiple of {chunk_frames}")
@@ -66,6 +69,9 @@ class ShardDataset(Dataset):
         if not dirs:
             raise UserError(f"{root}: no shards (run `lipforcing preprocess` first)")
         self.frames = window_frames(latent_frames, temporal_stride)
+        self.stride = stride or self.frames
+        if self.stride < 1:
+            raise UserError(f"window stride must be >= 1 frame, got {stride}")
         self.seed = seed
         self.shards = [load_shard(d) for d in dirs]
         self.names = [d.name for d in dirs]
@@ -78,7 +84,8 @@ class ShardDataset(Dataset):
         t, n = len(found), self.frames
         if t < 2 * n:
             return []
-        return [Window(i, s) for s in range(0, t - n + 1, n) if found[s : s + n].all()]
+        starts = range(0, t - n + 1, self.stride)
+        return [Window(i, s) for s in starts if found[s : s + n].all()]
 
     def __len__(self) -> int:
         return len(self.windows)

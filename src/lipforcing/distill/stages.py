@@ -29,7 +29,13 @@ from lipforcing.distill.loop import train
 from lipforcing.distill.optim import make_optimizer, optimizer_step
 from lipforcing.distill.reward import RewardFn
 from lipforcing.models import build_model
-from lipforcing.models.checkpoints import load_checkpoint, save_checkpoint, student_from_teacher
+from lipforcing.models.checkpoints import (
+    load_checkpoint,
+    load_weights,
+    read_state_dict,
+    save_checkpoint,
+    student_from_teacher,
+)
 
 
 def _logger(run_dir: Path):
@@ -90,9 +96,19 @@ def _train_and_save(model, step, cfg, preset, run_dir: Path, final: Path, *, see
 
 
 def run_teacher(
-    cache: dict, preset: PresetConfig, cfg: TeacherTrainConfig, run_dir: Path, *, seed: int = 0
+    cache: dict,
+    preset: PresetConfig,
+    cfg: TeacherTrainConfig,
+    run_dir: Path,
+    *,
+    seed: int = 0,
+    init: str | Path | None = None,
 ) -> Path:
-    """Train the bidirectional teacher; returns its checkpoint path."""
+    """Train the bidirectional teacher; returns its checkpoint path.
+
+    ``init``: a checkpoint of the same shape (teacher or student: attention masks hold no
+    weights) to start from instead of a fresh initialisation (fine-tuning).
+    """
     final = run_dir / "teacher.safetensors"
     if final.exists():
         print0(f"teacher: {final} exists, skipped")
@@ -100,6 +116,8 @@ def run_teacher(
     preset = preset.with_attention("bidirectional")
     torch.manual_seed(seed)
     model = build_model(preset.model)
+    if init is not None:
+        load_weights(model, read_state_dict(init), source="native", strict=True)
     sample = _sampler(cache, preset, cfg.optim.micro_batch, cfg.latent_frames)
     step = lambda m, g: teacher_step(m, sample(g), cfg, g)  # noqa: E731
     _train_and_save(model, step, cfg, preset, run_dir, final, seed=seed, stage="teacher")

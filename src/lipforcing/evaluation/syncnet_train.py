@@ -14,6 +14,7 @@ Design choices:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -79,6 +80,66 @@ def contrastive_loss(model: LipSyncNet, batch: dict) -> tuple[Tensor, dict]:
     return loss, {"loss": loss.item(), "acc": acc.item(), "scale": scale.item()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class SyncNetTrainConfig:
+    """Contrastive training of :class:`LipSyncNet` (one-cycle AdamW)."""
+
+    steps: int = 1500  # optimiser steps
+    batch: int = 32  # windows per step
+    shifts: int = 4  # same-clip offset negatives per window
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
+    warmup: float = 0.1  # share of the steps spent warming up
+    seed: int = 0
+    save_every: int = 250  # steps between resumable state files
+
+
+def train_syncnet(
+    model: LipSyncNet,
+    clips: list[Clip],
+    cfg: SyncNetTrainConfig,
+    state_path: str | Path | None = None,
+    *,
+    stop_at: int | None = None,
+    desc: str = "syncnet",
+) -> dict:
+    """Train ``model`` in place on windows of ``clips`` up to ``cfg.steps`` (or ``stop_at``);
+    returns the last step's metrics.
+
+    The batch of step k is a pure function of (seed, k); with ``state_path`` the state is saved
+    every ``save_every`` steps and at the end, and a rerun resumes from it exactly.
+    """
+    from tqdm import tqdm
+
+    from lipforcing.distill.checkpointing import load_state, save_state
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, cfg.lr, total_steps=cfg.steps, pct_start=cfg.warmup
+    )
+    parts = {"models": {"net": model}, "optimizers": {"opt": opt}, "schedulers": {"s": sched}}
+    step = 0
+    if state_path is not None and Path(state_path).is_file():
+        step, _ = load_state(state_path, **parts)
+    metrics: dict = {}
+    end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+    bar = tqdm(range(step, end), desc=desc, initial=step, total=cfg.steps)
+    for step in bar:
+        model.train()
+        rng = np.random.default_rng([cfg.seed, step])
+        loss, metrics = contrastive_loss(model, sample_batch(clips, cfg.batch, cfg.shifts, rng))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['acc']:.2f}")
+        done = step + 1
+        if state_path is not None and (done % cfg.save_every == 0 or done == end):
+            save_state(state_path, step=done, **parts)
+    bar.close()
+    return metrics
+
+
 @torch.no_grad()
 def offset_accuracy(
     model: LipSyncNet, clips: list[Clip], shifts=(-4, -2, 0, 2, 4), seconds: float = 2.0
@@ -100,4 +161,11 @@ def offset_accuracy(
     return {"offset_accuracy": hits / max(total, 1), "segments": total}
 
 
-__all__ = ["Clip", "contrastive_loss", "offset_accuracy", "sample_batch"]
+__all__ = [
+    "Clip",
+    "SyncNetTrainConfig",
+    "contrastive_loss",
+    "offset_accuracy",
+    "sample_batch",
+    "train_syncnet",
+]
