@@ -34,7 +34,7 @@ def test_info_loads_a_checkpoint(tmp_path, capsys):
     path = save_checkpoint(tmp_path / "s.safetensors", build_model(preset.model), preset)
     assert main(["info", "--checkpoint", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["loaded_params"] == out["params"]["total"]
+    assert out["checked_params"] == out["params"]["total"]
 
 
 def test_corrupt_checkpoint_is_one_error_line(tmp_path, capsys):

@@ -28,20 +28,24 @@ from lipforcing.errors import CheckpointError, UserError
 COLUMNS = ("clip", "panel", "s0", "s1", "drop_mode", "j", "t", "metric", "value")
 
 
-def load_teacher(path: str | Path, device: str = "cpu"):
-    """The bidirectional teacher and its preset; a causal student is refused in one line."""
-    from lipforcing.models.checkpoints import load_checkpoint, read_preset
+def load_teacher(path, device="cpu", dtype=torch.float32):
+    """The bidirectional teacher and its preset (``path``: a path or a WeightsSpec of any
+    layout); a causal student is refused in one line."""
+    from lipforcing.models.weights import WeightsSpec, resolve
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no teacher checkpoint at {path}")
-    if read_preset(path).model.attention != "bidirectional":
+    spec = WeightsSpec.of(path)
+    if not spec.path.exists():
+        raise CheckpointError(f"no teacher checkpoint at {spec.path}")
+    _, preset, _ = resolve(spec, default_attention="bidirectional")
+    if preset.model.attention != "bidirectional":
         raise CheckpointError(
-            f"{path} is a causal (block_causal) student; the analysis needs the bidirectional "
-            "50-step teacher"
+            f"{spec.path} is a causal (block_causal) student; the analysis needs the "
+            "bidirectional 50-step teacher"
         )
-    model, preset = load_checkpoint(path, device=device)
-    return model.eval().requires_grad_(False), preset
+    from lipforcing.models.weights import load_model
+
+    loaded = load_model(spec, device=device, dtype=dtype, default_attention="bidirectional")
+    return loaded.model.eval().requires_grad_(False), loaded.preset
 
 
 def score_samples(samples: Iterable[Sample], clip: Clip, scorer: MouthScorer, batch: int):

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 
+from lipforcing.cli import options
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS")
     sub.required = True
     p = sub.add_parser("trajectory", help="paired teacher trajectories, factorial and sweep")
-    p.add_argument("--teacher", required=True, help="bidirectional teacher checkpoint")
+    options.add_weights(p, "--teacher", "bidirectional teacher weights in any accepted layout")
     p.add_argument("--shards", required=True, help="folder of preprocessed held-out shards")
     p.add_argument("--clips", type=int, default=4, help="held-out windows to analyse")
     p.add_argument("--out", required=True, help="output folder (resumable)")
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--latent-frames", type=int, help="latent frames per clip (default: teacher's)")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--batch", type=int, default=16, help="samples per network call")
-    p.add_argument("--device", default="cpu", help="torch device")
+    options.add_device(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     r = sub.add_parser("report", help="trajectory.csv, figures and summary.md from finished clips")
     r.add_argument("--out", required=True, help="folder of a finished analysis")
@@ -113,7 +115,10 @@ def run_trajectory(args: argparse.Namespace) -> int:
 
     if args.clips < 1:
         raise UserError("--clips must be at least 1")
-    model, preset = load_teacher(args.teacher, args.device)
+    if not args.teacher:
+        raise UserError("--teacher is required")
+    device, dtype = options.device_and_dtype(args)
+    model, preset = load_teacher(options.weights_spec(args, args.teacher), device, dtype)
     s = preset.schedule
     try:
         cfg = TrajectoryConfig(

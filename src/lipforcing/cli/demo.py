@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lipforcing.cli import options
+
 REAL_WEIGHTS_NOTE = (
     "note: the built-in checkpoint is a small model trained only on synthetic SynthTalk faces; "
     "on real faces expect a blurry, weakly synced mouth. For real use, convert official "
@@ -28,24 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", help="source video or image (default: a SynthTalk face)")
     parser.add_argument("--audio", help="driving speech (default: new SynthTalk speech)")
     parser.add_argument("--out", default="demo", help="output folder")
-    parser.add_argument("--checkpoint", help="student checkpoint (default: the built-in tiny one)")
-    parser.add_argument("--codec", help="codec checkpoint (default: codec.safetensors beside it)")
+    options.add_student(parser)
     parser.add_argument("--seconds", type=float, default=6.0, help="length of the built-in sample")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
-    parser.add_argument("--device", default="cpu", help="torch device")
+    options.add_device(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from lipforcing.errors import UserError
     from lipforcing.media.io import write_video
-    from lipforcing.streaming.pipeline import Pipeline, shipped_checkpoint
 
     if (args.video is None) != (args.audio is None):
         raise UserError("give both --video and --audio, or neither for the built-in sample")
     builtin_ckpt = args.checkpoint is None
-    pipeline = Pipeline.load(
-        args.checkpoint or shipped_checkpoint(), args.codec, device=args.device
-    )
+    pipeline = options.load_pipeline(args)
     source, audio, label = _inputs(args, pipeline)
     if args.video is not None and builtin_ckpt:
         print(REAL_WEIGHTS_NOTE)

@@ -1,4 +1,4 @@
-"""Print a preset (or a checkpoint's stored preset) with exact parameter counts.
+"""Print a preset (or the architecture of named weights, checked) with exact parameter counts.
 
 ``base`` counts the Wan 2.1 DiT as it would be with 16 input channels; ``lipsync`` the added
 input channels of the patch embedding, the audio modules and the learned null context. Counts
@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+
+from lipforcing.cli import options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="tiny", help="tiny, wan-1.3b or wan-14b")
-    parser.add_argument("--checkpoint", help="a .safetensors checkpoint: load it and report it")
+    options.add_weights(parser, family=False)
+    parser.add_argument(
+        "--preset", help="tiny (default), wan-1.3b or wan-14b; with --checkpoint, its family"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -24,14 +29,16 @@ def run(args: argparse.Namespace) -> int:
 
     report: dict = {}
     if args.checkpoint:
-        from lipforcing.models.checkpoints import load_checkpoint
+        from lipforcing.models.weights import resolve
 
-        model, preset = load_checkpoint(args.checkpoint)
+        plan, preset, checked = resolve(options.weights_spec(args, args.checkpoint))
         report["checkpoint"] = args.checkpoint
-        report["loaded_params"] = sum(p.numel() for p in model.parameters())
+        report["layout"] = checked.files
+        report["lora_merged"] = len(checked.merged)
+        report["checked_params"] = sum(math.prod(ref.shape) for ref in plan.tensors.values())
     else:
         try:
-            preset = get_preset(args.preset)
+            preset = get_preset(args.preset or "tiny")
         except ValueError as e:
             raise UserError(str(e)) from None
     report = {
@@ -51,5 +58,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  dim {m.dim}, ffn {m.ffn_dim}, heads {m.num_heads}, layers {m.num_layers}")
     print(f"  latent {preset.latent_hw}, {preset.tokens_per_frame} tokens / latent frame")
     if "checkpoint" in report:
-        print(f"  checkpoint {report['checkpoint']} loaded")
+        for line in report["layout"]:
+            print(f"  read {line}")
+        print(f"  checkpoint {report['checkpoint']}: every tensor's name and shape fit this model")
     return 0

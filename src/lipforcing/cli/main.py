@@ -29,6 +29,7 @@ COMMANDS = {
     "serve": ("lipforcing.cli.serve", "HTTP + WebSocket streaming server with a browser page"),
     "demo": ("lipforcing.cli.demo", "lip-sync a built-in or given sample on the CPU"),
     "bench": ("lipforcing.cli.bench", "throughput / TTFF benchmark"),
+    "convert": ("lipforcing.cli.convert", "any accepted weights -> one safetensors checkpoint"),
 }
 
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 
+from lipforcing.cli import options
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=8000, help="port to bind")
     parser.add_argument("--token", help="access token (required beyond loopback)")
-    parser.add_argument("--checkpoint", help="student checkpoint (default: the built-in tiny one)")
-    parser.add_argument("--codec", help="codec checkpoint (default: codec.safetensors beside it)")
-    parser.add_argument("--wav2vec2", help="local wav2vec2 model dir (wav2vec2-audio presets)")
+    options.add_student(parser)
     parser.add_argument("--video", help="default source video or image (default: SynthTalk face)")
-    parser.add_argument("--device", default="cpu", help="torch device")
+    options.add_device(parser)
     parser.add_argument("--max-sessions", type=int, default=2, help="concurrent sessions")
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload")
     parser.add_argument("--max-session-s", type=float, default=600.0, help="session length")
@@ -26,17 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lipforcing.streaming.builtin import builtin_sample
-    from lipforcing.streaming.pipeline import Pipeline, shipped_checkpoint
     from lipforcing.streaming.server import ServerLimits, check_bind, create_app, serve
     from lipforcing.streaming.source import Source
 
     check_bind(args.host, args.token)
-    pipeline = Pipeline.load(
-        args.checkpoint or shipped_checkpoint(),
-        args.codec,
-        device=args.device,
-        wav2vec2=args.wav2vec2,
-    )
+    pipeline = options.load_pipeline(args)
     sample = builtin_sample(pipeline.preset)
     source = Source.from_file(args.video, pipeline.preset.media) if args.video else sample.source
     limits = ServerLimits(

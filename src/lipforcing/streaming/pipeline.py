@@ -34,37 +34,44 @@ class Pipeline:
     @classmethod
     def load(
         cls,
-        checkpoint: str | Path,
+        checkpoint,
         codec: str | Path | None = None,
         *,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         wav2vec2: str | Path | None = None,
+        decoder: str | Path | None = None,
     ) -> Pipeline:
-        """Load a student checkpoint and its codec (default: ``codec.safetensors`` beside it).
+        """Load a student and its codec (default: ``codec.safetensors`` beside it).
 
-        ``wav2vec2`` is a local wav2vec2 model directory, needed by presets with wav2vec2 audio.
+        ``checkpoint`` is a path or a :class:`~lipforcing.models.weights.WeightsSpec` (any
+        layout, adapters); ``decoder`` (e.g. ``taew2_1.pth``) decodes instead of the codec's own
+        decoder; ``wav2vec2`` is a local wav2vec2 model directory, needed by presets with
+        wav2vec2 audio.
         """
-        checkpoint = Path(checkpoint)
-        if not checkpoint.is_file():
-            raise CheckpointError(f"no student checkpoint at {checkpoint}; {TRAIN_HINT}")
-        codec = Path(codec) if codec is not None else checkpoint.with_name("codec.safetensors")
-        if not codec.is_file():
+        from lipforcing.models.weights import WeightsSpec, load_model
+
+        spec = WeightsSpec.of(checkpoint)
+        if not spec.path.exists():
+            raise CheckpointError(f"no student checkpoint at {spec.path}; {TRAIN_HINT}")
+        codec = Path(codec) if codec is not None else spec.path.with_name("codec.safetensors")
+        if not codec.exists():
             raise CheckpointError(f"no codec checkpoint at {codec}; pass --codec PATH")
         from lipforcing.codecs import load_codec
-        from lipforcing.models.checkpoints import load_checkpoint
 
-        model, preset = load_checkpoint(checkpoint)
+        loaded = load_model(spec, device=device, dtype=dtype, default_attention="block_causal")
+        model, preset = loaded.model, loaded.preset
         if preset.model.attention != "block_causal":
             raise CheckpointError(
-                f"{checkpoint.name} is a bidirectional (teacher) model; streaming needs a causal "
+                f"{spec.path.name} is a bidirectional (teacher) model; streaming needs a causal "
                 "student checkpoint"
             )
-        codec_net = load_codec(codec)
-        pipe = cls._ready(model, codec_net, preset, device, dtype, str(checkpoint))
+        codec_cfg = preset.codec if preset.codec.kind == "wan_vae" else None
+        codec_net = load_codec(codec, codec_cfg, decoder=decoder)
+        pipe = cls._ready(model, codec_net, preset, device, dtype, str(spec.path))
         if preset.audio.kind == "wav2vec2":
             if wav2vec2 is None:
-                raise CheckpointError(f"{checkpoint.name} uses wav2vec2 audio: pass --wav2vec2 DIR")
+                raise CheckpointError(f"{spec.path.name} uses wav2vec2 audio: pass --wav2vec2 DIR")
             from lipforcing.media.audio import Wav2Vec2Features
 
             pipe.wav2vec2 = Wav2Vec2Features(wav2vec2, device=device)
