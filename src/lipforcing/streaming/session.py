@@ -58,6 +58,7 @@ class Frame:
     source_index: int  # source frame under it
     arrival: float = math.nan  # perf_counter time its last user audio sample was pushed
     segment_end: bool = False  # the last frame of an utterance closed by end_segment()
+    span: tuple[int, int] = (0, 0)  # pushed 16 kHz samples [start, stop) it plays (idle: empty)
 
 
 @dataclass
@@ -297,14 +298,14 @@ class StreamSession:
                         self._finished = True
                         self._cv.notify_all()
                         return
-                    audio, speech, arrival, seg_end, epoch = self._materialise(plan)
+                    audio, speech, arrival, seg_end, epoch, spans = self._materialise(plan)
                     idle_epoch = self._idle_epoch
                 chunk = self.engine.step(audio, plan.lookahead, speech)
                 with self._cv:
                     if not chunk.speech.any() and idle_epoch != self._idle_epoch:
                         self.stats.dropped_frames += len(chunk)  # preempted by speech
                         continue
-                    self._deliver(chunk, arrival, seg_end, epoch)
+                    self._deliver(chunk, arrival, seg_end, epoch, spans)
         except BaseException as e:  # surfaced to the consumer
             with self._cv:
                 self._error = e
@@ -353,6 +354,7 @@ class StreamSession:
         speech = np.zeros(n, bool)
         arrival = np.full(n, math.nan)
         seg_end = -1
+        spans = np.zeros((n, 2), np.int64)
         if plan.take:
             first = plan.left_pad // spf
             last = (plan.left_pad + plan.take - 1) // spf
@@ -361,11 +363,12 @@ class StreamSession:
             for i in range(first, last + 1):
                 end_pos = base + min((i + 1) * spf, plan.left_pad + plan.take)
                 arrival[i] = next((t for e, t in arrivals if e >= end_pos), math.nan)
+                spans[i] = base + max(i * spf, plan.left_pad), end_pos
             seg_end = last if plan.ends_segment else -1
         self._speaking = bool(plan.take) and not plan.ends_segment
-        return audio, speech, arrival, seg_end, self._epoch
+        return audio, speech, arrival, seg_end, self._epoch, spans
 
-    def _deliver(self, chunk: Chunk, arrival, seg_end: int, epoch: int) -> None:
+    def _deliver(self, chunk: Chunk, arrival, seg_end: int, epoch: int, spans) -> None:
         st = self.stats
         st.chunks += 1
         st._compute_s += chunk.compute_s
@@ -396,6 +399,7 @@ class StreamSession:
                     source_index=int(chunk.source_index[i]),
                     arrival=float(arrival[i]),
                     segment_end=i == seg_end,
+                    span=(int(spans[i, 0]), int(spans[i, 1])),
                 )
             )
         self._cv.notify_all()
