@@ -36,9 +36,9 @@ class MissingExtra(UserError, ImportError):
     """An optional dependency is not installed; the message says how to install it."""
 
     def __init__(self, extra: str, missing: str | None = None, feature: str | None = None) -> None:
-        what = feature or f"the '{extra}' feature"
-        cause = f" ({missing} is not installed)" if missing else ""
-        super().__init__(f"{what} needs pip install 'lipforcing[{extra}]'{cause}")
+        need = missing or f"the '{extra}' extra"
+        what = feature or "this command"
+        super().__init__(f"{what} needs {need}, not installed: pip install 'lipforcing[{extra}]'")
         self.extra = extra
 
 

@@ -15,11 +15,31 @@ import argparse
 
 from lipforcing.cli import options
 
+TRAJECTORY = """\
+Paired 50-step teacher trajectories on held-out clips: CFG against no CFG, the Euler-step
+(s_0, s_1) factorial against the landing step j_1, and a fixed-CFG sweep, scored on the mouth
+region (LPIPS, SSIM; Sync-C / Sync-D with --syncnet or --syncnet-v2). Writes trajectory.csv,
+trajectory.png, factorial.png, sweep.png and summary.md; rerunning with the same settings
+resumes clip by clip."""
+REPORT = """\
+Rebuild trajectory.csv, the figures and summary.md from the finished clips (also of an
+interrupted run); OUT/notes.md, if present, is appended to summary.md."""
+DESCRIPTION = f"""\
+Analyse a teacher's sampling trajectories (spec section 5).
+
+trajectory: {TRAJECTORY}
+
+report: {REPORT}"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS")
     sub.required = True
-    p = sub.add_parser("trajectory", help="paired teacher trajectories, factorial and sweep")
+    p = sub.add_parser(
+        "trajectory",
+        help="paired teacher trajectories, factorial and sweep",
+        description=TRAJECTORY,
+    )
     options.add_weights(p, "--teacher", "bidirectional teacher weights in any accepted layout")
     p.add_argument("--shards", required=True, help="folder of preprocessed held-out shards")
     p.add_argument("--clips", type=int, default=4, help="held-out windows to analyse")
@@ -38,7 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="samples per network call")
     options.add_device(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r = sub.add_parser("report", help="trajectory.csv, figures and summary.md from finished clips")
+    r = sub.add_parser(
+        "report",
+        help="trajectory.csv, figures and summary.md from finished clips",
+        description=REPORT,
+    )
     r.add_argument("--out", required=True, help="folder of a finished analysis")
 
 

@@ -17,6 +17,14 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+DESCRIPTION = """\
+Measure the throughput (FPS) and time to first frame (TTFF) of the teacher and the
+streaming student, with the paper's protocol: timed from the first codec encode to the end of
+the first chunk's last decode (audio features, face detection and compositing excluded), after
+warm-up, median of repeated runs. Weights are random (speed does not depend on their values).
+--layers / --resolution shrink a large preset so it runs on a CPU; such figures are marked as
+not the paper's methodology."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument

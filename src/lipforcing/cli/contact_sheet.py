@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Write a face-tracking contact sheet PNG: frames with landmarks, aligned crops, the mouth mask
+and the pasted-back result, to check the face tracking on a video by eye."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="input video")

@@ -17,6 +17,15 @@ import argparse
 FPS = 25.0  # evaluation frame rate (SyncNet's)
 
 
+DESCRIPTION = """\
+Evaluate generated videos against ground truth: FVD, FID, SSIM, LPIPS, CSIM, Sync-C,
+Sync-D and LMD (and FPS / TTFF from a --bench result). Videos are paired by file name (or given
+as two files) and read at 25 fps; frame counts must match unless --trim. Sync audio: --audio,
+else the ground truth's soundtrack, else <gt name>.wav beside it. The ground truth's face is
+tracked once and the same crops are cut from both videos. Writes metrics.json, metrics.csv and
+metrics.md (one row per video; says which SyncNet and identity network scored)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, help="generated video file or folder")
     parser.add_argument("--gt", required=True, help="ground-truth video file or folder")

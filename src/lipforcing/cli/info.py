@@ -13,6 +13,11 @@ import math
 
 from lipforcing.cli import options
 
+DESCRIPTION = """\
+Print a preset's configuration (or the one stored in a checkpoint) with exact parameter
+counts. "base" counts the Wan 2.1 DiT as it would be with 16 input channels; "lipsync" the
+added input channels, the audio modules and the learned null context. No weights are loaded."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_weights(parser, family=False)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Turn talking-face videos (files or folders; SynthTalk folders use their .npz landmarks) into
+training and evaluation shards: aligned face crops, mouth mask, transforms, audio features and
+raw audio."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders")

@@ -10,6 +10,11 @@ import argparse
 
 from lipforcing.cli import options
 
+DESCRIPTION = """\
+Serve live lip sync over HTTP and WebSocket, with a browser page (microphone or audio file
+in). Binds 127.0.0.1 by default; listening on any other address needs --token. Open the
+printed address in a browser."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")

@@ -11,6 +11,11 @@ from pathlib import Path
 
 from lipforcing.cli import options
 
+DESCRIPTION = """\
+Lip-sync a video (or a still image) to an audio file, offline. The output keeps the source's
+frame size and frame rate and carries the new audio; the source plays forward and backward
+when the audio outlasts it."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", required=True, help="source video or still image")

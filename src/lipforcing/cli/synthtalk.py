@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Render the procedural SynthTalk dataset: talking faces with formant speech in exact sync.
+Writes <id>.mp4, <id>.wav and <id>.npz (landmarks, mouth parameters, phonemes) per clip, and
+sheet.png (the first clips over time, with mouth opening and audio envelope). Clips already
+written are kept, so an interrupted run resumes."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")

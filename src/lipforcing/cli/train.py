@@ -16,6 +16,12 @@ STAGES = {
 }
 
 
+DESCRIPTION = """\
+Train one part of the system: the codec, the bidirectional teacher, our SyncNet, the student
+(Stage 1, Stage 2), or the whole chain (recipe). Run 'lipforcing train STAGE --help' for a
+stage's options."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_subcommands(parser, STAGES)
 

@@ -32,6 +32,22 @@ HELDOUT_SEED = 60_000  # SynthTalk seeds of the held-out clips made by --synthta
 EVERY = 500  # steps between the codecs written along the way
 
 
+DESCRIPTION = """\
+Train the tiny latent codec on preprocessed shards (aligned face crops). Writes
+OUT/codec.safetensors, OUT/report.json (held-out PSNR, whole crop and mouth region) and
+OUT/recon.png; OUT/state.pt lets an interrupted run resume. --synthtalk N renders N SynthTalk
+clips (and 4 held-out ones) into OUT/data and trains on them. --evaluate CODEC only measures a
+trained codec on the --eval / --eval-extra shards.
+
+How the shipped codec was trained (SynthTalk only; about 12 minutes on one CPU core):
+  lipforcing synthtalk --out runs/tiny/synthtalk/train --clips 96 --seconds 4 --seed 0
+  lipforcing synthtalk --out runs/tiny/synthtalk/test --clips 8 --seconds 4 --seed 50000
+  lipforcing preprocess runs/tiny/synthtalk/train --out runs/tiny/shards/train --preset tiny
+  lipforcing preprocess runs/tiny/synthtalk/test --out runs/tiny/shards/test --preset tiny
+  lipforcing train codec runs/tiny/shards/train --eval runs/tiny/shards/test \\
+      --out runs/codec --steps 1500 --seed 0"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="*", metavar="SHARDS", help="folders of shards")
     parser.add_argument("--out", required=True, help="output folder")

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Run the whole chain on SynthTalk on a CPU: data, codec, teacher, SyncNet, Stage 1, Stage 2
+and the held-out evaluation (OUT/report.json, OUT/report.md). A stage whose output exists is
+skipped, so an interrupted recipe resumes where it stopped."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", choices=["tiny"], help="model preset (CPU recipe: tiny)")

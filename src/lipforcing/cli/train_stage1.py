@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Stage 1, Diffusion Forcing: a block-causal student initialised from a teacher checkpoint,
+trained on a latent cache with per-chunk noise levels from the student's time grid. Resumes
+from OUT/state.pt."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latents", required=True, help="latent cache (.pt) of training windows")

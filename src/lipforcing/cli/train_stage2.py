@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Stage 2, Self Forcing DMD with Sync-Window CFG and the SyncNet reward, on a latent cache.
+Ablations: --guidance static|window|none, --no-reward. Resumes from OUT/state.pt."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latents", required=True, help="latent cache (.pt) of training windows")

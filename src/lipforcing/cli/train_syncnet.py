@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Train our LipSyncNet (the Stage-2 reward and the sync metric at the tiny scale) on
+preprocessed shards. Writes OUT/syncnet.safetensors and OUT/syncnet.json (config, steps,
+held-out offset accuracy). SHARDS are folders written by 'lipforcing preprocess' (or single
+shards)."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="*", metavar="SHARDS", help="folders of shards")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Train the bidirectional teacher (flow matching with CFG dropout) on a pre-encoded latent cache
+(latents_train.pt, written by 'lipforcing train recipe'). Resumes from OUT/state.pt."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latents", required=True, help="latent cache (.pt) of training windows")
