@@ -25,12 +25,12 @@ $(STAMP):
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff format --check src tests $(wildcard benchmarks scripts)
-	$(BIN)/ruff check src tests $(wildcard benchmarks scripts)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks scripts examples)
+	$(BIN)/ruff check src tests $(wildcard benchmarks scripts examples)
 
 format: setup
-	$(BIN)/ruff format src tests $(wildcard benchmarks scripts)
-	$(BIN)/ruff check --fix src tests $(wildcard benchmarks scripts)
+	$(BIN)/ruff format src tests $(wildcard benchmarks scripts examples)
+	$(BIN)/ruff check --fix src tests $(wildcard benchmarks scripts examples)
 
 test: setup lint
 	$(BIN)/python -m pytest -q

@@ -471,3 +471,31 @@ def test_pipecat_interruption(pipeline, source):
     assert at > 0 and not any(played[at + second.nbytes :])  # then the final chunk's padding
     assert played[:at] == first.tobytes()[:at]  # before it: the start of the first, bit for bit
     assert flow(down)[-1] == "TTSStoppedFrame" == flow(down0)[-1]
+
+
+def test_livekit_avatar_worker_accepts_the_dispatch_the_agent_makes():
+    """The dispatch LipSyncAvatar sends is accepted under the identity the agent waits for,
+    publishing on the agent's behalf (a real JobRequest, its accept callback recorded)."""
+    pytest.importorskip("livekit.agents")
+    from livekit.agents import JobRequest
+    from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
+    from livekit.protocol import agent
+
+    from lipforcing.streaming.integrations.livekit import LipSyncAvatar, accept_avatar_job
+
+    avatar = LipSyncAvatar(avatar_identity="face-2", dispatch=False)
+    dispatch = avatar.dispatch_request("room-1", "agent-7")
+    assert dispatch.agent_name == "lipforcing-avatar" and dispatch.room == "room-1"
+    accepted = []
+
+    async def on_accept(arguments) -> None:
+        accepted.append(arguments)
+
+    async def on_reject(terminate: bool) -> None:
+        raise AssertionError("rejected")
+
+    job = agent.Job(id="J1", metadata=dispatch.metadata)
+    asyncio.run(accept_avatar_job(JobRequest(job=job, on_reject=on_reject, on_accept=on_accept)))
+    (args,) = accepted
+    assert args.identity == avatar.avatar_identity == "face-2"
+    assert args.attributes == {ATTRIBUTE_PUBLISH_ON_BEHALF: "agent-7"}

@@ -237,14 +237,20 @@ class LipSyncAvatar(AvatarSession):
             wait_remote_track=rtc.TrackKind.KIND_VIDEO,
         )
 
+    def dispatch_request(self, room_name: str, agent_identity: str):
+        """The explicit dispatch of the avatar worker (read back by :func:`accept_avatar_job`)."""
+        from livekit import api
+
+        meta = {"identity": self._identity, "publish_on_behalf": agent_identity}
+        return api.CreateAgentDispatchRequest(
+            agent_name=self.agent_name, room=room_name, metadata=json.dumps(meta)
+        )
+
     async def _dispatch(self, room: rtc.Room) -> None:
         from livekit import api
         from livekit.agents import get_job_context
 
-        meta = {"identity": self._identity, "publish_on_behalf": room.local_participant.identity}
-        request = api.CreateAgentDispatchRequest(
-            agent_name=self.agent_name, room=room.name, metadata=json.dumps(meta)
-        )
+        request = self.dispatch_request(room.name, room.local_participant.identity)
         job = get_job_context(required=False)
         if job is not None:
             await job.api.agent_dispatch.create_dispatch(request)
