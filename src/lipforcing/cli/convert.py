@@ -15,6 +15,16 @@ from lipforcing.cli import options
 
 ATTENTION = {"keep": None, "student": "block_causal", "teacher": "bidirectional"}
 
+DESCRIPTION = """\
+Convert any accepted weights (a merged .pth, Wan shards, a diffusers folder, training
+checkpoints; a base plus adapters) into one safetensors checkpoint with its JSON. LoRA pairs
+are folded in, a narrower patch embedding is widened, and the architecture is read from the
+tensors; what was merged is printed. The output loads with --checkpoint alone; nothing is
+written on error. Examples:
+  lipforcing convert lipforcing_14b.pth --out student.safetensors
+  lipforcing convert Wan2.1-T2V-14B/ --adapter omniavatar_ls_14b.pt --adapter 0000600.pth \\
+      --attention student --out student.safetensors"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="weights in any accepted layout (file or folder)")
