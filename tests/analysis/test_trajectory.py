@@ -17,7 +17,7 @@ from lipforcing.analysis.trajectory import (
 )
 from lipforcing.diffusion.guidance import guided_velocity
 from lipforcing.diffusion.samplers import euler_sample
-from lipforcing.diffusion.schedules import shifted_timesteps
+from lipforcing.diffusion.schedules import ShiftedGrid, shifted_timesteps
 from lipforcing.models.conditioning import LipSyncCond
 
 FRAMES = 3
@@ -87,7 +87,7 @@ def test_trajectory_arms_equal_the_sampler_and_share_one_noise():
             model,
             noise,
             cond,
-            num_steps=cfg.num_steps,
+            grid=ShiftedGrid(cfg.num_steps, cfg.shift),
             cfg_scale=scale,
             drop_mode="all" if drop == NO_DROP else drop,
             callback=lambda info, ref=ref: ref.__setitem__(info.j, info.x0_pred[0]),

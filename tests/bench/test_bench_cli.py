@@ -20,7 +20,6 @@ SMALL = ["--layers", "1", "--resolution", "64"]
         (["--mode", "fast"], "unknown mode 'fast'"),
         (["--dtype", "fp16"], "unknown dtype 'fp16'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
-        (["--cuda-graphs"], "--cuda-graphs needs --device cuda"),
         (["--student-steps", "0,x"], "--student-steps"),
         (["--runs", "0"], "runs >= 1"),
         (["--frames", "80"], "1 + 4k"),
@@ -53,6 +52,17 @@ def test_json_run(tmp_path, capsys):
     assert printed["device"].startswith("cpu")
 
 
+def test_cuda_only_options_on_the_cpu_run_with_a_note(capsys):
+    argv = ["bench", "--mode", "student", "--threads", "1", "--cuda-graphs", "--json"]
+    assert main([*argv, *QUICK, *SMALL]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        "note: cuda_graphs=on runs as cuda_graphs=off: CUDA graphs need a CUDA device, this is cpu"
+    )
+    ran = json.loads(captured.out)["student"]["execution"]["ran"]
+    assert ran["cuda_graphs"] is False
+
+
 def test_text_summary(capsys):
     assert main(["bench", "--mode", "student", "--threads", "1", *QUICK, *SMALL]) == 0
     text = capsys.readouterr().out
@@ -67,7 +77,7 @@ def test_recorded_command_reproduces_the_options():
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    argv = [*QUICK, *SMALL, "--student-steps", "0,13,25,37", "--no-codec", "--dtype", "bf16"]
+    argv = [*QUICK, *SMALL, "--student-steps", "0,13,25,37", "--two-streams", "--dtype", "bf16"]
     opts = bench.options_from_args(parser.parse_args(argv))
     again = shlex.split(bench.command_line(opts, threads=1))[2:]
     assert bench.options_from_args(parser.parse_args(again)) == opts

@@ -1,8 +1,10 @@
 import torch
 
 from lipforcing.diffusion.samplers import euler_sample, few_step_sample
-from lipforcing.diffusion.schedules import shifted_timesteps
+from lipforcing.diffusion.schedules import ShiftedGrid
 from lipforcing.models.conditioning import LipSyncCond
+
+GRID = ShiftedGrid(50, 5.0)
 
 
 def make_cond(b=2, f=3, hw=4, a=8):
@@ -18,7 +20,9 @@ def test_constant_velocity_lands_exactly_on_endpoint():
     eps = eps.double()
     v = eps - x0
     steps = []
-    out = euler_sample(lambda x, t, c: v, eps, make_cond(), cfg_scale=1.0, callback=steps.append)
+    out = euler_sample(
+        lambda x, t, c: v, eps, make_cond(), grid=GRID, cfg_scale=1.0, callback=steps.append
+    )
     assert torch.allclose(out, x0, atol=1e-12)
     assert len(steps) == 50 and all(torch.allclose(s.x0_pred, x0, atol=1e-12) for s in steps)
 
@@ -35,13 +39,18 @@ def test_cfg_schedule_and_drop_modes_reach_the_model():
         model,
         torch.randn(1, 16, 3, 4, 4),
         cond,
-        num_steps=4,
+        grid=ShiftedGrid(4, 5.0),
         cfg_scale=lambda j: 4.5 if j == 2 else 1.0,
         drop_mode="audio",
     )
     assert [s[0] for s in seen] == [1, 1, 2, 1]  # the guided step batches both branches
     euler_sample(
-        model, torch.randn(1, 16, 3, 4, 4), cond, num_steps=1, cfg_scale=2.0, drop_mode="all"
+        model,
+        torch.randn(1, 16, 3, 4, 4),
+        cond,
+        grid=ShiftedGrid(1, 5.0),
+        cfg_scale=2.0,
+        drop_mode="all",
     )
     assert seen[-1][0] == 2
 
@@ -56,13 +65,18 @@ def test_cfg_combines_branches():
 
     steps = []
     euler_sample(
-        model, torch.zeros(1, 16, 3, 4, 4), cond, num_steps=1, cfg_scale=3.0, callback=steps.append
+        model,
+        torch.zeros(1, 16, 3, 4, 4),
+        cond,
+        grid=ShiftedGrid(1, 5.0),
+        cfg_scale=3.0,
+        callback=steps.append,
     )
     assert torch.allclose(steps[0].velocity, torch.full_like(steps[0].velocity, 3.0))
 
 
 def test_few_step_sampler_renoises_with_fresh_noise():
-    taus = shifted_timesteps()
+    taus = GRID.times()
     x0 = torch.randn(1, 16, 3, 4, 4)
     calls = []
 
@@ -72,7 +86,7 @@ def test_few_step_sampler_renoises_with_fresh_noise():
 
     eps2 = torch.randn_like(x0)
     out = few_step_sample(
-        model, torch.randn_like(x0), make_cond(b=1), steps=(0, 30), renoise=[eps2]
+        model, torch.randn_like(x0), make_cond(b=1), grid=GRID, steps=(0, 30), renoise=[eps2]
     )
     assert torch.allclose(out, x0, atol=1e-5)
     assert [round(c[0], 3) for c in calls] == [1.0, round(taus[30].item(), 3)]
@@ -83,7 +97,10 @@ def test_few_step_sampler_renoises_with_fresh_noise():
 def test_few_step_sampler_is_seeded():
     model = lambda x, t, c: 0.5 * x  # noqa: E731
     noise = torch.randn(1, 16, 3, 4, 4)
-    a = few_step_sample(model, noise, make_cond(b=1), generator=torch.Generator().manual_seed(1))
-    b = few_step_sample(model, noise, make_cond(b=1), generator=torch.Generator().manual_seed(1))
-    c = few_step_sample(model, noise, make_cond(b=1), generator=torch.Generator().manual_seed(2))
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return few_step_sample(model, noise, make_cond(b=1), grid=GRID, steps=(0, 30), generator=g)
+
+    a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b) and not torch.equal(a, c)

@@ -3,9 +3,8 @@ import torch
 
 from lipforcing.diffusion.guidance import sync_window_scale
 from lipforcing.diffusion.schedules import (
+    ShiftedGrid,
     add_noise,
-    grid_index,
-    nearest_index,
     shift_time,
     shifted_timesteps,
     unshift_time,
@@ -24,12 +23,24 @@ def test_grid_check_values_from_the_paper():
 
 
 def test_grid_index_inverts_the_grid():
-    tau = shifted_timesteps(50, 5.0)
-    j = grid_index(tau, 50, 5.0)
+    grid = ShiftedGrid(50, 5.0)
+    j = grid.index(grid.times())
     assert torch.allclose(j, torch.arange(51, dtype=torch.float64), atol=1e-9)
-    assert nearest_index(0.769) == 30 and nearest_index(0.882) == 20
+    assert grid.nearest(0.769) == 30 and grid.nearest(0.882) == 20
     u = torch.rand(100, dtype=torch.float64)
-    assert torch.allclose(unshift_time(shift_time(u)), u, atol=1e-12)
+    assert torch.allclose(unshift_time(shift_time(u, 5.0), 5.0), u, atol=1e-12)
+
+
+def test_grid_object_is_the_preset_schedule():
+    from lipforcing.config import ScheduleConfig
+
+    grid = ShiftedGrid.from_config(ScheduleConfig(num_steps=20, shift=3.0))
+    assert (grid.num_steps, grid.shift) == (20, 3.0)
+    assert grid.taus == tuple(shifted_timesteps(20, 3.0).tolist())
+    assert grid.tau(0) == 1.0 and grid.tau(20) == 0.0
+    assert ShiftedGrid(20, 3.0) == grid and ShiftedGrid(20, 5.0) != grid
+    with pytest.raises(ValueError):
+        ShiftedGrid(0, 5.0)
 
 
 def test_flow_matching_identities():

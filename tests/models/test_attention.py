@@ -11,6 +11,7 @@ from einops import rearrange
 from lipforcing.models.attention import BlockCausal, attention, choose_backend
 from lipforcing.models.audio import AudioPack
 from lipforcing.models.rope import apply_rope, rope_tables
+from lipforcing.models.sink_window import SinkWindow
 
 
 def _oracle(q, k, v, visible):
@@ -24,7 +25,7 @@ def _oracle(q, k, v, visible):
 @pytest.mark.parametrize("window", [None, (1, 6)])
 def test_block_causal_matches_oracle(window):
     g = torch.Generator().manual_seed(0)
-    mask = BlockCausal(12, 5, 3, *(window or (None, None)))
+    mask = BlockCausal(12, 5, 3, window and SinkWindow(*window, 3))
     q, k, v = (torch.randn(2, 60, 2, 8, generator=g) for _ in range(3))
     out = attention(q, k, v, mask)
     assert torch.allclose(out, _oracle(q, k, v, mask.token_mask()), atol=1e-5)
@@ -44,7 +45,7 @@ def test_backend_is_logged_once_with_reason(caplog):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_flex_equals_masked_sdpa_on_gpu():
     g = torch.Generator().manual_seed(0)
-    mask = BlockCausal(9, 16, 3, 1, 6)
+    mask = BlockCausal(9, 16, 3, SinkWindow(1, 6, 3))
     q, k, v = (torch.randn(1, 144, 2, 64, generator=g).cuda() for _ in range(3))
     assert choose_backend("cuda", True) == "flex"
     out = attention(q, k, v, mask)
@@ -93,7 +94,7 @@ def test_flex_block_mask_matches_boolean_mask_on_cpu():
     from lipforcing.models.attention import _block_mask
 
     g = torch.Generator().manual_seed(3)
-    mask = BlockCausal(9, 16, 3, 1, 6)
+    mask = BlockCausal(9, 16, 3, SinkWindow(1, 6, 3))
     q, k, v = (torch.randn(1, 2, 144, 16, generator=g) for _ in range(3))
     out = flex_attention(q, k, v, block_mask=_block_mask(mask, "cpu"))
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask.token_mask())

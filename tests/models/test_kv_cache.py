@@ -12,6 +12,7 @@ from model_helpers import random_cond, randomized, small_config
 from lipforcing.config import CausalConfig
 from lipforcing.models import KVCache
 from lipforcing.models.attention import BlockCausal
+from lipforcing.models.sink_window import SinkWindow
 
 HW = (4, 4)
 
@@ -88,9 +89,7 @@ def test_eviction_keeps_sink_and_recent_frames():
 @torch.no_grad()
 def test_windowed_block_causal_mask_visibility():
     """The windowed mask shows each chunk the sink and the window frames, as the cache does."""
-    m = BlockCausal(
-        num_frames=12, tokens_per_frame=1, chunk_frames=3, sink_frames=1, window_frames=6
-    )
+    m = BlockCausal(num_frames=12, tokens_per_frame=1, chunk_frames=3, window=SinkWindow(1, 6, 3))
     vis = m.frame_mask()
     assert vis[9].nonzero().flatten().tolist() == [0, 6, 7, 8, 9, 10, 11]
     assert vis[4].nonzero().flatten().tolist() == [0, 1, 2, 3, 4, 5]
@@ -107,6 +106,7 @@ def test_memory_flat_over_1000_chunks():
     """Window smaller than the stream: cache bytes fixed, RSS flat, outputs finite."""
     from lipforcing.diffusion.causal import generate_chunk
     from lipforcing.diffusion.samplers import cpu_noise
+    from lipforcing.diffusion.schedules import ShiftedGrid
 
     cfg = small_config(dim=16, ffn_dim=32, num_layers=2, audio_first_layer=0, audio_layers=1)
     model = randomized(cfg)
@@ -120,9 +120,8 @@ def test_memory_flat_over_1000_chunks():
     torch.set_num_threads(1)  # tiny tensors: threading overhead dominates on a busy machine
     try:
         for i in range(1000):
-            x0 = generate_chunk(
-                model, cache, cpu_noise((1, 16, 3, 2, 2), g, cond.ref), cond, (0, 30), generator=g
-            )
+            noise = cpu_noise((1, 16, 3, 2, 2), g, cond.ref)
+            x0 = generate_chunk(model, cache, noise, cond, (0, 30), ShiftedGrid(50, 5.0), g)
             assert torch.isfinite(x0).all()
             if i in (100, 999):
                 gc.collect()
@@ -169,3 +168,38 @@ def test_cache_allocated_in_inference_mode_works_outside_it():
     with torch.no_grad():  # not inference mode: in-place writes must still be allowed
         model(torch.randn(1, 16, 3, *HW), torch.zeros(1), cond, cache, update_cache=True)
     assert cache.frames == 3
+
+
+@torch.no_grad()
+def test_snapshot_and_restore_put_back_everything():
+    cfg = small_config()
+    model = randomized(cfg)
+    cache = _cache(cfg, CausalConfig())
+    cond = random_cond(cfg, 3, HW)
+    model(torch.randn(1, 16, 3, *HW), torch.zeros(1), cond, cache, update_cache=True)
+    saved, counts = cache.snapshot(), cache.snapshot(tensors=False)
+    assert counts.k is None and (counts.frames, counts.total_frames) == (3, 3)
+    k0 = cache.k.clone()
+    model(torch.randn(1, 16, 3, *HW), torch.zeros(1), cond, cache, update_cache=True)
+    assert cache.total_frames == 6 and not torch.equal(cache.k, k0)
+    cache.restore(saved)
+    assert torch.equal(cache.k, k0) and (cache.frames, cache.total_frames) == (3, 3)
+    cache.restore(counts)  # bookkeeping only: the tensors stay
+    assert torch.equal(cache.k, k0)
+
+
+def test_one_policy_for_cache_mask_and_windows():
+    """The cache's slots after every chunk are SinkWindow.held, which is the mask's past."""
+    policy = SinkWindow(1, 6, 3)
+    mask = policy.frame_mask(21)
+    for start in range(0, 21, 3):
+        visible = mask[start].nonzero().flatten().tolist()
+        assert visible == [*policy.held(start), *range(start, start + 3)]
+    assert policy.held(12) == [0, 9, 10, 11] and policy.held_frames == 4
+    held = 0
+    for _ in range(5):  # commits of 3 frames: the eviction keeps what held() lists
+        held += 3
+        held -= policy.evict_count(held)
+    assert held == policy.held_frames
+    cache = KVCache(torch.zeros(1, 1, 7, 1, 1), torch.zeros(1, 1, 7, 1, 1), 1, policy)
+    assert cache.policy is policy and not cache.steady

@@ -26,15 +26,16 @@ def test_pingpong_index_plays_forward_then_backward():
 
 def manual_chunks(pipeline, source, audio, seed):
     """Oracle: step the engine by hand with slices of the whole clip's audio."""
-    engine = ChunkEngine(pipeline, source, seed=seed)
+    engine = ChunkEngine(pipeline)
+    stream = engine.open(source, seed=seed)
     frames, pos = [], 0
     while pos < len(audio):
-        need = engine.next_samples()
+        need = stream.next_samples()
         chunk_audio = np.zeros(need, np.float32)
         piece = audio[pos : pos + need]
         chunk_audio[: len(piece)] = piece
-        look = audio[pos + need : pos + need + engine.lookahead_samples]
-        frames.append(engine.step(chunk_audio, look).frames)
+        look = audio[pos + need : pos + need + stream.lookahead_samples]
+        frames.append(engine.step(stream, chunk_audio, look).frames)
         pos += need
     return np.concatenate(frames)
 
@@ -106,17 +107,18 @@ def test_windowed_features_match_whole_clip(pipeline, source):
     audio = speech_like(3.0, seed=4)
     t = len(audio) // 640
     whole = np.asarray(audio_features(audio, pipeline.preset.audio, t))
-    engine = ChunkEngine(pipeline, source)
-    m = engine.audio_margin
+    engine = ChunkEngine(pipeline)
+    stream = engine.open(source)
+    m = stream.audio_margin
     got, pos = [], 0
-    while pos + engine.next_samples() <= len(audio):
-        need = engine.next_samples()
-        look = audio[pos + need : pos + need + engine.lookahead_samples]
-        got.append(engine._features(audio[pos : pos + need], look, need // 640)[0].numpy())
-        engine.history = np.concatenate([engine.history, audio[pos : pos + need]])[
-            -len(engine.history) :
+    while pos + stream.next_samples() <= len(audio):
+        need = stream.next_samples()
+        look = audio[pos + need : pos + need + stream.lookahead_samples]
+        got.append(engine._features(stream, audio[pos : pos + need], look, need // 640)[0].numpy())
+        stream.history = np.concatenate([stream.history, audio[pos : pos + need]])[
+            -len(stream.history) :
         ]
-        engine.frames_done += need // 640
+        stream.frames_done += need // 640
         pos += need
     got = np.concatenate(got)
     inner = slice(m, len(got) - m)

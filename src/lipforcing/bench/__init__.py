@@ -1,6 +1,7 @@
-"""Benchmark harness (throughput, TTFF, per-stage times, memory) and inference speed-ups.
+"""Benchmark harness (throughput, TTFF, per-stage times, memory, concurrent sessions).
 
-``lipforcing bench`` and ``benchmarks/run.py`` drive :func:`lipforcing.bench.runs.benchmark`;
-:mod:`lipforcing.bench.optimize` holds the execution speed-ups, each tested against the plain
-float32 path.
+``lipforcing bench`` and ``benchmarks/run.py`` drive :func:`lipforcing.bench.runs.benchmark`.
+The student is timed through the product runtime (:mod:`lipforcing.streaming.engine`) with
+the execution options of :mod:`lipforcing.streaming.options`; nothing here has its own
+per-chunk loop.
 """

@@ -13,14 +13,8 @@ import dataclasses
 import torch
 from tqdm import tqdm
 
-from lipforcing.bench import optimize
 from lipforcing.bench.harness import BenchOptions, make_setup, release
-from lipforcing.bench.student import (
-    StudentStream,
-    student_net,
-    student_run,
-    student_run_overlapped,
-)
+from lipforcing.bench.student import StudentBench
 from lipforcing.bench.timing import merge_stage_runs, summarize
 
 PLAIN = {"kv_after_decode": False, "kv_shortcut": False, "paired_encode": False}
@@ -54,19 +48,15 @@ def ablate(
     """Median student FPS / TTFF per variant over ``rounds`` interleaved runs, with ratios to
     the first variant (> 1: faster)."""
     variants = DEFAULT_VARIANTS if variants is None else variants
-    setups = {}
+    benches = {}
     for name, overrides in variants.items():
         opts = dataclasses.replace(base, mode="student", **overrides)
-        s = make_setup(opts, "block_causal")
-        s.net = student_net(s)
-        setups[name] = (s, StudentStream(s))
+        benches[name] = StudentBench.build(make_setup(opts, "block_causal"), base.chunks)
     runs: dict[str, list[dict]] = {name: [] for name in variants}
 
     def once(name: str, chunks: int) -> dict:
-        s, stream = setups[name]
-        run = student_run_overlapped if s.opts.overlap else student_run
-        with optimize.sdpa_backend(s.opts.sdpa), torch.inference_mode():
-            return run(s, stream, chunks)
+        with torch.inference_mode():
+            return benches[name].run(chunks)
 
     try:
         for name in variants:
@@ -76,8 +66,8 @@ def ablate(
             for name in variants:
                 runs[name].append(once(name, base.chunks))
     finally:
-        for s, _ in setups.values():
-            release(s)
+        for b in benches.values():
+            release(b.setup)
     return _summary(runs)
 
 

@@ -1,24 +1,23 @@
-"""Throughput / TTFF benchmark of the teacher and the streaming student (the paper's method).
+"""Throughput / TTFF benchmark of the teacher and of the streaming student's product engine.
 
 The paper times one H100 "from the first VAE encode to the end of the first chunk's last VAE
-decode", excluding audio preprocessing, face detection and compositing (spec section 2). So a
-run here starts at the first encode and covers, per chunk: codec encode of the mouth-masked
-crops and of the reference-sequence crops, the denoising calls, the KV write and the codec
-decode. Audio features are precomputed (random features of the preset's size: speed does not
-depend on values), crops are random pixels, weights are random (perturbed init).
+decode", excluding audio preprocessing, face detection and compositing (spec section 2).
 
 - Teacher: one clip of ``teacher_frames`` (81) video frames, encoded whole, 50 Euler steps with
   CFG 4.5 (both branches in one batched call, 50 calls of batch 2), decoded whole. Its first
   frame exists only after the whole decode, so TTFF = the clip's time; FPS = frames / time.
-- Student: a stream of ``chunks`` chunks (9 then 12 video frames), stream encoders/decoder,
-  two denoising calls reading the KV cache and one t = 0 call writing it. FPS = frames / stream
-  time; TTFF = first encode -> end of the first chunk's decode. By default the KV write runs
-  after the decode (it is only needed by the next chunk; outputs are identical).
+- Student: the product runtime itself, :class:`~lipforcing.streaming.engine.ChunkEngine` on a
+  :class:`~lipforcing.streaming.pipeline.Pipeline` with the run's execution options, streaming
+  ``chunks`` chunks (9 then 12 video frames) of a synthetic source (random crops inside larger
+  random frames) and audio. The engine's tracer times every stage: ``features``, ``encode``,
+  ``denoise_k``, ``kv_write``, ``decode``, ``paste``. Two sets of figures: ``engine_*`` are
+  what a user gets (every stage), ``fps`` / ``ttff_s`` follow the paper's protocol: the
+  features and paste stages, which run on the host while the device waits, are subtracted.
 - Warm-up runs first (the teacher's warm-up uses one Euler step: same shapes, 1/50 of the
   time), then ``runs`` timed runs; figures are medians over runs.
 
-Without a codec (``lipforcing.codecs.build_codec`` missing or ``codec=False``) the encode and
-decode stages are absent and the figures are labelled DiT-only.
+Weights are random (speed does not depend on their values); presets with wav2vec2 audio get
+random features of the right size (the wav2vec2 forward is not timed: the JSON says so).
 """
 
 from __future__ import annotations
@@ -32,9 +31,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lipforcing.bench import optimize
 from lipforcing.bench.timing import Clock, MemoryMeter, Stages, merge_stage_runs, summarize
 from lipforcing.config import PresetConfig, get_preset
+from lipforcing.streaming.options import SDPA_BACKENDS, ExecutionOptions
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PAPER_FIGURES = {  # one H100, spec / issue: FPS, TTFF s
@@ -60,13 +59,12 @@ class BenchOptions:
     student_steps: tuple[int, ...] | None = None  # grid indices J; None: the preset's (0, 30)
     layers: int | None = None  # reduce DiT depth (testing the harness, not the paper's figure)
     resolution: int | None = None  # crop side in pixels instead of the preset's
-    codec: bool = True  # include codec encode/decode when lipforcing.codecs provides one
     kv_after_decode: bool = True  # decode a chunk before writing its KV entries (lower TTFF)
     kv_shortcut: bool = True  # KV write skips the last block's unused tail and the head
     paired_encode: bool = True  # masked and reference-sequence crops as one batch-2 encode
     compile: bool = False  # torch.compile the blocks' cache-free halves
     cuda_graphs: bool = False  # CUDA only: replay the steady-state chunk calls as graphs
-    overlap: bool = False  # codec and DiT on two CUDA streams (inline reordering on the CPU)
+    two_streams: bool = False  # CUDA only: codec and DiT on two CUDA streams
     interleave: bool = False  # both: build both, alternate their runs (fair on a shared CPU)
     fp8: bool = False  # CUDA sm89+ only: FP8 (e4m3) block Linears with per-tensor scales
     sdpa: str = "auto"  # SDPA backend: auto, flash, cudnn, efficient, math
@@ -83,10 +81,22 @@ class BenchOptions:
             raise ValueError(f"teacher_frames {self.teacher_frames}: need 1 + 4k frames")
         if self.layers is not None and self.layers < 1:
             raise ValueError("layers must be >= 1")
-        if self.sdpa not in optimize.SDPA_BACKENDS:
-            raise ValueError(
-                f"unknown SDPA backend {self.sdpa!r}; {sorted(optimize.SDPA_BACKENDS)}"
-            )
+        if self.sdpa not in SDPA_BACKENDS:
+            raise ValueError(f"unknown SDPA backend {self.sdpa!r}; {list(SDPA_BACKENDS)}")
+
+    @property
+    def execution(self) -> ExecutionOptions:
+        """The chunk runtime's execution options asked for by this run."""
+        return ExecutionOptions(
+            kv_after_decode=self.kv_after_decode,
+            kv_shortcut=self.kv_shortcut,
+            paired_encode=self.paired_encode,
+            compile=self.compile,
+            cuda_graphs=self.cuda_graphs,
+            two_streams=self.two_streams,
+            fp8=self.fp8,
+            sdpa=self.sdpa,
+        )
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -115,7 +125,10 @@ def bench_preset(opts: BenchOptions) -> tuple[PresetConfig, str]:
         codec = dataclasses.replace(codec, image_size=opts.resolution)
         media = dataclasses.replace(media, crop_size=opts.resolution)
         changed.append(f"resolution={opts.resolution}")
-    preset = dataclasses.replace(preset, model=model, codec=codec, media=media)
+    causal = preset.causal
+    if opts.student_steps is not None:
+        causal = dataclasses.replace(causal, student_steps=tuple(opts.student_steps))
+    preset = dataclasses.replace(preset, model=model, codec=codec, media=media, causal=causal)
     if changed:
         note = "reduced, NOT the paper's methodology: " + ", ".join(changed)
     elif opts.preset == "tiny":
@@ -139,43 +152,24 @@ def build_dit(preset: PresetConfig, attention: str, device, dtype, seed: int):
 
 
 def build_bench_codec(preset: PresetConfig, opts: BenchOptions, device, dtype):
-    """The preset's codec with random weights, or (None, reason) when there is none."""
-    if not opts.codec:
-        return None, "codec disabled (--no-codec): DiT stages only"
-    torch.manual_seed(opts.seed + 1)
-    try:
-        from lipforcing.codecs import build_codec
+    """The preset's codec with random weights, and what it is."""
+    from lipforcing.codecs import build_codec
 
-        codec = build_codec(preset.codec)
-    except ImportError as e:
-        return None, f"no {preset.codec.kind} codec available ({e}): DiT stages only"
-    if isinstance(codec, torch.nn.Module):
-        codec = codec.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    kind = f"{preset.codec.kind} encoder + {preset.codec.decoder} decoder"
-    return codec, kind
+    torch.manual_seed(opts.seed + 1)
+    codec = build_codec(preset.codec).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return codec, f"{preset.codec.kind} encoder + {preset.codec.decoder} decoder"
 
 
 class TimedModel:
-    """Calls the DiT and records each call as a stage: ``denoise_k`` or ``kv_write``."""
+    """Calls the teacher and records each call as a ``denoise`` stage."""
 
-    def __init__(self, model, stages: Stages, names: str = "chunk") -> None:
-        self.model, self.stages, self.names = model, stages, names
+    def __init__(self, model, stages: Stages) -> None:
+        self.model, self.stages = model, stages
         self.cfg = getattr(model, "cfg", None)
-        self.calls = 0
 
-    def new_chunk(self) -> None:
-        self.calls = 0
-
-    def __call__(self, x_t, t, cond, kv_cache=None, *, update_cache: bool = False) -> Tensor:
-        if update_cache:
-            name = "kv_write"
-        elif self.names == "chunk":
-            name = f"denoise_{self.calls}"
-        else:
-            name = "denoise"
-        self.calls += 1
-        with self.stages.stage(name):
-            return self.model(x_t, t, cond, kv_cache, update_cache=update_cache)
+    def __call__(self, x_t, t, cond) -> Tensor:
+        with self.stages.stage("denoise"):
+            return self.model(x_t, t, cond)
 
 
 @dataclass
@@ -191,11 +185,6 @@ class Setup:
     codec_note: str
     clock: Clock
     mask: Tensor  # (S, S) crop-pixel mouth mask
-    net: Any = None  # what the runs call: the model or a wrapper of it (None: the model)
-
-    def __post_init__(self) -> None:
-        if self.net is None:
-            self.net = self.model
 
     def rand(self, *shape: int, generator: torch.Generator) -> Tensor:
         x = torch.rand(*shape, generator=generator) * 2 - 1
@@ -223,10 +212,6 @@ def make_setup(opts: BenchOptions, attention: str) -> Setup:
     preset, _ = bench_preset(opts)
     device, dtype = torch.device(opts.device), DTYPES[opts.dtype]
     model = build_dit(preset, attention, device, dtype, opts.seed)
-    if opts.fp8:
-        optimize.fp8_linears(model)
-    if opts.compile:
-        optimize.compile_blocks(model)
     codec, note = build_bench_codec(preset, opts, device, dtype)
     mask = torch.as_tensor(mouth_mask(preset.media)).to(device)
     return Setup(opts, preset, device, dtype, model, codec, note, Clock(device), mask)
@@ -236,7 +221,7 @@ def release(setup: Setup | None) -> None:
     """Free a phase's networks before the next phase builds its own."""
     if setup is None:
         return
-    setup.model = setup.codec = setup.net = None
+    setup.model = setup.codec = None
     gc.collect()
     if setup.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -248,9 +233,20 @@ def check_finite(x: Tensor, what: str) -> None:
 
 
 def phase_summary(runs: list[dict], meter: MemoryMeter, setup: Setup) -> dict:
-    """Medians over runs of FPS, TTFF and the per-stage times, plus memory."""
+    """Medians over runs of FPS, TTFF (and the student's engine figures), the per-stage times,
+    plus memory."""
     fps = [r["frames"] / r["total_s"] for r in runs]
     ttff = [r["ttff_s"] for r in runs]
+    engine = {}
+    if "engine_total_s" in runs[0]:
+        engine_fps = [r["frames"] / r["engine_total_s"] for r in runs]
+        engine_ttff = [r["engine_ttff_s"] for r in runs]
+        engine = {
+            "engine_fps": summarize(engine_fps)["median"],
+            "engine_ttff_s": summarize(engine_ttff)["median"],
+            "engine_fps_runs": engine_fps,
+            "engine_ttff_runs": engine_ttff,
+        }
     tensors = [*setup.model.parameters(), *setup.model.buffers()]  # FP8 weights are buffers
     params = sum(t.numel() * t.element_size() for t in tensors)
     out = {
@@ -265,6 +261,7 @@ def phase_summary(runs: list[dict], meter: MemoryMeter, setup: Setup) -> dict:
         "memory_method": meter.method,
         "weights_mb": params / 2**20,
         "codec": setup.codec_note,
+        **engine,
     }
     assert all(math.isfinite(v) for v in fps + ttff)
     return out

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from lipforcing.bench import optimize
 from lipforcing.bench.harness import (
     PAPER_FIGURES,
     BenchOptions,
@@ -25,15 +24,13 @@ from lipforcing.bench.harness import (
     phase_summary,
     release,
 )
-from lipforcing.bench.student import (
-    StudentStream,
-    student_net,
-    student_run,
-    student_run_overlapped,
-)
+from lipforcing.bench.student import StudentBench
 from lipforcing.bench.timing import MemoryMeter, Stages, summarize
 from lipforcing.data.conditions import assemble_cond, mask_pixels
 from lipforcing.diffusion.samplers import cpu_noise, euler_sample
+from lipforcing.diffusion.schedules import ShiftedGrid
+from lipforcing.streaming import accel
+from lipforcing.streaming.options import resolve
 
 # ----------------------------------------------------------------------------- teacher
 
@@ -43,24 +40,20 @@ def teacher_run(s: Setup, num_steps: int) -> dict:
     p, opts = s.preset, s.opts
     g = torch.Generator().manual_seed(opts.seed)
     t_frames = opts.teacher_frames
-    f = p.codec.latent_frames(t_frames)
     video = s.rand(1, 3, t_frames, p.media.crop_size, p.media.crop_size, generator=g)
     audio = torch.randn(1, t_frames, p.model.audio_feature_dim, generator=g).to(s.device, s.dtype)
     context = s.context(g)
     stages = Stages(s.clock)
-    model = TimedModel(s.net, stages, names="clip")
+    model = TimedModel(s.model, stages)
     start = s.clock.stamp()
-    if s.codec is not None:
-        with stages.stage("encode"):
-            ref = s.encode(video[:, :, :1])
-            if opts.paired_encode:  # as the student: both clips in one batch-2 encode
-                both = s.encode(torch.cat([mask_pixels(video, s.mask), video]))
-                masked, ref_seq = both[:1], both[1:]
-            else:
-                masked = s.encode(mask_pixels(video, s.mask))
-                ref_seq = s.encode(video)
-    else:
-        ref, masked, ref_seq = (s.random_latents(n, g) for n in (1, f, f))
+    with stages.stage("encode"):
+        ref = s.encode(video[:, :, :1])
+        if opts.paired_encode:  # as the student: both clips in one batch-2 encode
+            both = s.encode(torch.cat([mask_pixels(video, s.mask), video]))
+            masked, ref_seq = both[:1], both[1:]
+        else:
+            masked = s.encode(mask_pixels(video, s.mask))
+            ref_seq = s.encode(video)
     cond = assemble_cond(
         masked=masked,
         ref_frame=ref,
@@ -76,15 +69,12 @@ def teacher_run(s: Setup, num_steps: int) -> dict:
         model,
         noise,
         cond,
-        num_steps=num_steps,
-        shift=p.schedule.shift,
+        grid=ShiftedGrid(num_steps, p.schedule.shift),
         cfg_scale=scale,
         drop_mode=p.schedule.drop_mode,
     )
-    out = x0
-    if s.codec is not None:
-        with stages.stage("decode"):
-            out = s.codec.decode(x0)
+    with stages.stage("decode"):
+        out = s.codec.decode(x0)
     end = s.clock.stamp()
     s.clock.sync()
     check_finite(out, "teacher")
@@ -114,31 +104,40 @@ def make_phase(name: str, opts: BenchOptions) -> Phase:
         facts = {"steps": num_steps, "cfg_scale": scale, "network_calls": num_steps}
         facts["network_evaluations"] = num_steps * (1 if scale == 1.0 else 2)
         return Phase(name, s, lambda warm: teacher_run(s, 1 if warm else num_steps), facts)
-    stream = StudentStream(s)
-    s.net = student_net(s)
-    run_stream = student_run_overlapped if opts.overlap else student_run
-    steps = opts.student_steps or s.preset.causal.student_steps
+    bench = StudentBench.build(s, opts.chunks)
+    pipe = bench.pipeline
     facts = {
         "chunks": opts.chunks,
-        "grid_steps": list(steps),
-        "network_calls_per_chunk": len(steps) + 1,
-        "kv_cache_mb": stream.cache.nbytes / 2**20,
-        "kv_after_decode": opts.kv_after_decode,
-        "kv_shortcut": opts.kv_shortcut,
-        "paired_encode": opts.paired_encode,
+        "grid_steps": list(s.preset.causal.student_steps),
+        "network_calls_per_chunk": len(s.preset.causal.student_steps) + 1,
+        "kv_cache_mb": _cache_mb(s.preset, s.dtype),
+        "execution": {
+            "requested": pipe.requested.as_dict(),
+            "ran": pipe.options.as_dict(),
+            "notes": pipe.notes,
+        },
+        "features": bench.features,
+        "source": "{}, {}x{}".format(bench.source.name, *bench.source.frame_size),
     }
 
     def run(warm: bool) -> dict:
-        return run_stream(s, stream, min(opts.chunks, 4) if warm else opts.chunks)
+        return bench.run(min(opts.chunks, 4) if warm else opts.chunks)
 
     return Phase(name, s, run, facts)
+
+
+def _cache_mb(preset, dtype) -> float:
+    m, c = preset.model, preset.causal
+    slots = c.cache_frames * preset.tokens_per_frame
+    return 2 * m.num_layers * slots * m.dim * torch.finfo(dtype).bits / 8 / 2**20
 
 
 def measure(phases: list[Phase], opts: BenchOptions, progress: bool) -> dict[str, dict]:
     """Warm-ups, then ``opts.runs`` rounds running every phase once per round, in turn."""
     meter = MemoryMeter(phases[0].setup.device)
     runs: dict[str, list[dict]] = {ph.name: [] for ph in phases}
-    with optimize.sdpa_backend(opts.sdpa), torch.inference_mode():
+    sdpa = resolve(opts.execution, opts.device).options.sdpa  # the teacher's too
+    with accel.sdpa_backend(sdpa), torch.inference_mode():
         for ph in phases:
             for _ in range(opts.warmup):
                 ph.run(True)

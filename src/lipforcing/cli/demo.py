@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="length of the built-in sample")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     options.add_device(parser)
+    options.add_execution(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,11 @@
-"""Options several commands share: how weights are named, device and dtype.
+"""Options several commands share: how weights are named, device and dtype, how the student runs.
 
 ``--checkpoint PATH [--adapter PATH ...] [--preset FAMILY] [--lora-alpha A]`` names a model in
 any layout :mod:`lipforcing.models.weights` reads; ``--device auto|cpu|cuda[:i]`` and
-``--dtype auto|bf16|fp16|fp32`` place it (:mod:`lipforcing.devices`).
+``--dtype auto|bf16|fp16|fp32`` place it (:mod:`lipforcing.devices`); ``--compile
+--cuda-graphs --two-streams --fp8 --sdpa`` are the chunk runtime's execution options
+(:mod:`lipforcing.streaming.options`), printed as one ``note:`` line each when the device
+cannot run them.
 """
 
 from __future__ import annotations
@@ -79,16 +82,51 @@ def add_student(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wav2vec2", help="local wav2vec2 model dir (wav2vec2-audio presets)")
 
 
+def add_execution(parser: argparse.ArgumentParser) -> None:
+    """The chunk runtime's device-specific execution options (outputs stay the same)."""
+    g = parser.add_argument_group("execution (how the student runs)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks")
+    g.add_argument("--cuda-graphs", action="store_true", help="CUDA: replay steady chunks")
+    g.add_argument("--two-streams", action="store_true", help="CUDA: codec and DiT overlap")
+    g.add_argument("--fp8", action="store_true", help="CUDA sm89+: FP8 block Linears (approx.)")
+    g.add_argument("--sdpa", default="auto", help="attention kernel: auto, flash, cudnn, ...")
+
+
+def execution_options(args: argparse.Namespace):
+    """:class:`~lipforcing.streaming.options.ExecutionOptions` from :func:`add_execution`'s
+    flags (the exact defaults for a command without them)."""
+    from lipforcing.errors import UserError
+    from lipforcing.streaming.options import ExecutionOptions
+
+    try:
+        return ExecutionOptions(
+            compile=getattr(args, "compile", False),
+            cuda_graphs=getattr(args, "cuda_graphs", False),
+            two_streams=getattr(args, "two_streams", False),
+            fp8=getattr(args, "fp8", False),
+            sdpa=getattr(args, "sdpa", "auto"),
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def load_pipeline(args: argparse.Namespace):
-    """The :class:`~lipforcing.streaming.pipeline.Pipeline` the student options name."""
+    """The :class:`~lipforcing.streaming.pipeline.Pipeline` the student options name; one
+    ``note:`` line on stderr per execution option the device runs otherwise."""
+    import sys
+
     from lipforcing.streaming.pipeline import Pipeline, shipped_checkpoint
 
     device, dtype = device_and_dtype(args)
-    return Pipeline.load(
+    pipeline = Pipeline.load(
         weights_spec(args, args.checkpoint or shipped_checkpoint()),
         args.codec,
         device=device,
         dtype=dtype,
         wav2vec2=args.wav2vec2,
         decoder=args.decoder,
+        options=execution_options(args),
     )
+    for note in pipeline.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return pipeline

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_student(parser)
     parser.add_argument("--video", help="default source video or image (default: SynthTalk face)")
     options.add_device(parser)
+    options.add_execution(parser)
     parser.add_argument("--max-sessions", type=int, default=2, help="concurrent sessions")
     parser.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload")
     parser.add_argument("--max-session-s", type=float, default=600.0, help="session length")

@@ -1,7 +1,9 @@
-"""Stream random chunks through a randomly initialised causal student with its KV cache.
+"""Stream random audio through a randomly initialised student with the product chunk runtime.
 
-Reports chunks per second (model time only: two denoising calls and one cache write per chunk)
-and the peak resident memory, which must not grow with the number of chunks.
+Runs :class:`~lipforcing.streaming.engine.ChunkEngine` (the engine ``sync`` and ``serve`` run,
+with the exact default execution options) on a synthetic source; reports chunks and frames per
+second of the whole engine step and the peak resident memory, which must not grow with the
+number of chunks.
 """
 
 from __future__ import annotations
@@ -32,64 +34,59 @@ def _peak_rss_mb() -> float:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    import numpy as np
     import torch
     from tqdm import tqdm
 
+    from lipforcing.bench.student import RandomFeatures, bench_source
     from lipforcing.config import get_preset
-    from lipforcing.diffusion.causal import generate_chunk
-    from lipforcing.diffusion.samplers import cpu_noise
     from lipforcing.errors import UserError
-    from lipforcing.models import KVCache, build_model
-    from lipforcing.models.conditioning import LipSyncCond
+    from lipforcing.streaming.engine import ChunkEngine
+    from lipforcing.streaming.pipeline import Pipeline
 
     if args.chunks < 1:
         raise UserError("--chunks must be >= 1")
     try:
-        preset = get_preset(args.preset).with_attention("block_causal")
+        preset = get_preset(args.preset)
     except ValueError as e:
         raise UserError(str(e)) from None
-    m, causal, hw = preset.model, preset.causal, preset.latent_hw
-    torch.manual_seed(args.seed)
-    model = build_model(m, device=args.device).eval()
-    cache = KVCache.allocate(m, 1, hw, causal, device=args.device)
+    pipe = Pipeline.random(preset, seed=args.seed, device=args.device)
+    if preset.audio.kind == "wav2vec2":
+        pipe.wav2vec2 = RandomFeatures(preset.audio.feature_dim, args.seed)
+    m = preset.model
     g = torch.Generator().manual_seed(args.seed)
-    n, c = causal.chunk_frames, m.latent_channels
-
-    def rand(*shape):
-        return torch.randn(*shape, generator=g).to(args.device)
-
-    context = rand(1, m.text_len, m.text_dim) if m.use_text_context else None
-    cond = LipSyncCond(
-        rand(1, c, n, *hw), rand(1, 1, n, *hw), rand(1, c, n, *hw), rand(1, c, n, *hw),
-        rand(1, m.audio_pack_frames * n, m.audio_feature_dim), context,
-    )  # fmt: skip
-    shape = (1, c, n, *hw)
-    with torch.inference_mode():
-        generate_chunk(model, cache, cpu_noise(shape, g, cond.ref), cond, causal.student_steps)
-        cache.reset()  # the first chunk above was warm-up
-        start = time.perf_counter()
-        for _ in tqdm(range(args.chunks), desc="chunks", disable=args.json):
-            x0 = generate_chunk(
-                model, cache, cpu_noise(shape, g, cond.ref), cond, causal.student_steps, generator=g
-            )
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
+    context = torch.randn(1, m.text_len, m.text_dim, generator=g) if m.use_text_context else None
+    source = bench_source(preset.media.crop_size, preset.media.fps, args.seed)
+    engine = ChunkEngine(pipe)
+    engine.warmup(source)
+    stream = engine.open(source, seed=args.seed, context=context)
+    rng = np.random.default_rng(args.seed)
+    frames = 0
+    start = time.perf_counter()
+    for _ in tqdm(range(args.chunks), desc="chunks", disable=args.json):
+        audio = (0.1 * rng.standard_normal(stream.next_samples())).astype(np.float32)
+        frames += len(engine.step(stream, audio))
+    engine.flush([stream])
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
     result = {
         "preset": preset.name,
         "chunks": args.chunks,
         "chunks_per_s": args.chunks / elapsed,
-        "latent_fps": args.chunks * n / elapsed,
+        "fps": frames / elapsed,
+        "latent_fps": args.chunks * preset.causal.chunk_frames / elapsed,
         "peak_rss_mb": _peak_rss_mb(),
-        "cache_mb": cache.nbytes / 2**20,
-        "finite": bool(torch.isfinite(x0).all()),
+        "cache_mb": stream.cache.nbytes / 2**20,
+        "finite": bool(torch.isfinite(stream.cache.k).all()),
+        "notes": pipe.notes,
     }
     if args.json:
         print(json.dumps(result))
     else:
         print(
-            f"{preset.name}: {result['chunks_per_s']:.2f} chunks/s "
-            f"({result['latent_fps']:.1f} latent frames/s), peak RSS "
-            f"{result['peak_rss_mb']:.0f} MB, KV cache {result['cache_mb']:.2f} MB"
+            f"{preset.name}: {result['chunks_per_s']:.2f} chunks/s ({result['fps']:.1f} video "
+            f"frames/s through the whole engine), peak RSS {result['peak_rss_mb']:.0f} MB, "
+            f"KV cache {result['cache_mb']:.2f} MB"
         )
     return 0 if result["finite"] else 1

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_student(parser)
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     options.add_device(parser)
+    options.add_execution(parser)
 
 
 def run(args: argparse.Namespace) -> int:

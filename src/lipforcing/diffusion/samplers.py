@@ -7,7 +7,7 @@ nothing of its architecture. ``t`` is passed as a (B,) tensor in the model's dty
   chosen per step (a function of the grid index j), reporting every step to a callback. The
   trajectory analysis reads x0 predictions from that callback.
 - :func:`few_step_sample` is the distilled student's schedule (spec section 6): predict x0 at
-  tau_{j_k}, re-noise it with *fresh* noise to tau_{j_{k+1}}, repeat; J = (0, 30) by default.
+  tau_{j_k}, re-noise it with *fresh* noise to tau_{j_{k+1}}, repeat (the paper's J = (0, 30)).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lipforcing.diffusion.guidance import ModelFn, guided_velocity
-from lipforcing.diffusion.schedules import add_noise, shifted_timesteps, x0_from_velocity
+from lipforcing.diffusion.schedules import ShiftedGrid, add_noise, x0_from_velocity
 from lipforcing.models.conditioning import LipSyncCond
 
 
@@ -52,8 +52,7 @@ def euler_sample(
     noise: Tensor,
     cond: LipSyncCond,
     *,
-    num_steps: int = 50,
-    shift: float = 5.0,
+    grid: ShiftedGrid,
     cfg_scale: ScaleSchedule = 4.5,
     drop_mode: str = "all",
     callback: StepCallback | None = None,
@@ -65,8 +64,7 @@ def euler_sample(
         model: velocity predictor.
         noise: initial state at tau_0 = 1, (B, C, F, H, W).
         cond: conditions for the whole sequence.
-        num_steps: grid size N; the sampler makes N model evaluations (times CFG branches).
-        shift: grid shift.
+        grid: the shifted grid; the sampler makes N model evaluations (times CFG branches).
         cfg_scale: a constant or a function j -> scale (e.g. the Sync-Window schedule).
         drop_mode: unconditional branch, ``"all"`` or ``"audio"``.
         callback: receives a :class:`StepInfo` at every step.
@@ -74,9 +72,9 @@ def euler_sample(
     Returns:
         The sample at t = 0, (B, C, F, H, W).
     """
-    taus = shifted_timesteps(num_steps, shift).tolist()
+    taus = grid.taus
     x = noise
-    for j in range(num_steps):
+    for j in range(grid.num_steps):
         t, t_next = taus[j], taus[j + 1]
         scale = _scale_at(cfg_scale, j)
         v = guided_velocity(model, x, _time_batch(t, x), cond, scale, drop_mode, **model_kwargs)
@@ -91,9 +89,8 @@ def few_step_sample(
     noise: Tensor,
     cond: LipSyncCond,
     *,
-    steps: Sequence[int] = (0, 30),
-    num_steps: int = 50,
-    shift: float = 5.0,
+    grid: ShiftedGrid,
+    steps: Sequence[int],
     generator: torch.Generator | None = None,
     renoise: Sequence[Tensor] | None = None,
     callback: StepCallback | None = None,
@@ -103,7 +100,8 @@ def few_step_sample(
 
     Args:
         noise: initial state at tau_{steps[0]}, (B, C, F, H, W).
-        steps: grid indices J of the model calls, increasing.
+        grid: the shifted grid the indices refer to.
+        steps: grid indices J of the model calls, increasing (the preset's ``student_steps``).
         generator: source of the fresh re-noising noise (drawn on the CPU, then moved, so
             results match across devices).
         renoise: explicit re-noising tensors, one per transition (overrides ``generator``).
@@ -111,7 +109,7 @@ def few_step_sample(
     Returns:
         The last x0 prediction, (B, C, F, H, W).
     """
-    taus = shifted_timesteps(num_steps, shift).tolist()
+    taus = grid.taus
     x = noise
     x0 = noise
     for k, j in enumerate(steps):
@@ -126,6 +124,18 @@ def few_step_sample(
     return x0
 
 
-def cpu_noise(shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Gaussian noise drawn from a CPU generator, moved to ``like``'s device and dtype."""
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def cpu_noise(shape: Sequence[int], generator: Generators, like: Tensor) -> Tensor:
+    """Gaussian noise drawn from a CPU generator, moved to ``like``'s device and dtype.
+
+    A sequence of generators draws batch row i from generator i alone (several streams
+    batched together: each row is what its stream would draw on its own).
+    """
+    if isinstance(generator, Sequence):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        rows = [torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generator]
+        return torch.cat(rows).to(like)
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(like)

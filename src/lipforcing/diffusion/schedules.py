@@ -8,25 +8,34 @@ The one time convention of this repository (spec section 3):
 The sampling grid is Wan's shifted grid with N steps: s_j = 1 - j / N and
 tau_j = shift * s_j / (1 + (shift - 1) * s_j), so tau_0 = 1 and tau_N = 0. Grid indices ``j``
 are the paper's step numbers (the student calls at j = 0 and j = 30).
+
+Design choice: the grid is one small object, :class:`ShiftedGrid`, derived once from the
+preset's :class:`~lipforcing.config.ScheduleConfig` (``ShiftedGrid.from_config``) and passed
+as data to every sampler; no function carries ``num_steps`` / ``shift`` defaults, so a preset
+with another grid cannot be silently sampled on the paper's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
+from lipforcing.config import ScheduleConfig
 
-def shift_time(u: Tensor | float, shift: float = 5.0) -> Tensor | float:
+
+def shift_time(u: Tensor | float, shift: float) -> Tensor | float:
     """Warp a uniform time ``u`` in [0, 1] to the shifted time ``shift*u / (1 + (shift-1)*u)``."""
     return shift * u / (1 + (shift - 1) * u)
 
 
-def unshift_time(t: Tensor | float, shift: float = 5.0) -> Tensor | float:
+def unshift_time(t: Tensor | float, shift: float) -> Tensor | float:
     """Inverse of :func:`shift_time`."""
     return t / (shift - (shift - 1) * t)
 
 
-def shifted_timesteps(num_steps: int = 50, shift: float = 5.0) -> Tensor:
+def shifted_timesteps(num_steps: int, shift: float) -> Tensor:
     """The ``num_steps + 1`` grid values tau_0 = 1.0 ... tau_N = 0.0 (float64, CPU)."""
     if num_steps < 1:
         raise ValueError("num_steps must be >= 1")
@@ -34,14 +43,40 @@ def shifted_timesteps(num_steps: int = 50, shift: float = 5.0) -> Tensor:
     return shift_time(s, shift)
 
 
-def grid_index(t: Tensor | float, num_steps: int = 50, shift: float = 5.0) -> Tensor | float:
-    """Continuous grid index j(t) with tau_{j(t)} = t; integer at the grid points."""
-    return num_steps * (1 - unshift_time(t, shift))
+@dataclass(frozen=True)
+class ShiftedGrid:
+    """Wan's shifted grid of ``num_steps`` steps: ``taus[j]`` = tau_j, tau_0 = 1, tau_N = 0."""
 
+    num_steps: int  # N
+    shift: float  # grid shift
+    taus: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
-def nearest_index(t: float, num_steps: int = 50, shift: float = 5.0) -> int:
-    """The grid index whose tau is closest to ``t``."""
-    return int(round(float(grid_index(t, num_steps, shift))))
+    def __post_init__(self) -> None:
+        if self.shift <= 0:
+            raise ValueError(f"grid shift must be > 0, got {self.shift}")
+        object.__setattr__(
+            self, "taus", tuple(shifted_timesteps(self.num_steps, self.shift).tolist())
+        )
+
+    @classmethod
+    def from_config(cls, cfg: ScheduleConfig) -> ShiftedGrid:
+        return cls(cfg.num_steps, cfg.shift)
+
+    def tau(self, j: int) -> float:
+        """tau_j as a Python float."""
+        return self.taus[j]
+
+    def times(self) -> Tensor:
+        """All grid values, (N + 1,) float64."""
+        return torch.tensor(self.taus, dtype=torch.float64)
+
+    def index(self, t: Tensor | float) -> Tensor | float:
+        """Continuous grid index j(t) with tau_{j(t)} = t; integer at the grid points."""
+        return self.num_steps * (1 - unshift_time(t, self.shift))
+
+    def nearest(self, t: float) -> int:
+        """The grid index whose tau is closest to ``t``."""
+        return int(round(float(self.index(t))))
 
 
 def add_noise(x0: Tensor, noise: Tensor, t: Tensor | float) -> Tensor:

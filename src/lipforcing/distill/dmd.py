@@ -24,7 +24,7 @@ from lipforcing.config import CausalConfig, DMDConfig, ScheduleConfig
 from lipforcing.diffusion.causal import rollout
 from lipforcing.diffusion.guidance import guided_velocity, sync_window_scale
 from lipforcing.diffusion.losses import flow_matching_loss, sample_shifted_t
-from lipforcing.diffusion.schedules import add_noise, x0_from_velocity
+from lipforcing.diffusion.schedules import ShiftedGrid, add_noise, x0_from_velocity
 from lipforcing.distill.reward import RewardFn, reward_weight
 
 
@@ -70,16 +70,8 @@ def student_rollout(
 ) -> Rollout:
     """Steps 1-2: sample j* uniformly, roll out with gradients only at j*."""
     k = int(torch.randint(len(causal.student_steps), (1,), generator=generator))
-    x_hat = rollout(
-        student,
-        cond,
-        cfg.num_chunks,
-        causal,
-        generator,
-        num_steps=schedule.num_steps,
-        shift=schedule.shift,
-        grad_call=k,
-    )
+    grid = ShiftedGrid.from_config(schedule)
+    x_hat = rollout(student, cond, cfg.num_chunks, causal, grid, generator, grad_call=k)
     return Rollout(x_hat, k)
 
 
@@ -153,15 +145,8 @@ def critic_step(
     """Fake-score denoising loss on a fresh no-grad student rollout (step 7)."""
     cond = batch["cond"]
     with torch.no_grad():
-        x_hat = rollout(
-            student,
-            cond,
-            cfg.num_chunks,
-            causal,
-            generator,
-            num_steps=schedule.num_steps,
-            shift=schedule.shift,
-        )
+        grid = ShiftedGrid.from_config(schedule)
+        x_hat = rollout(student, cond, cfg.num_chunks, causal, grid, generator)
     b = x_hat.shape[0]
     t = sample_shifted_t(b, schedule.shift, generator, cfg.t_min, cfg.t_max).to(x_hat)
     noise = torch.randn(x_hat.shape, generator=generator).to(x_hat)

@@ -17,6 +17,7 @@ from torch import Tensor
 from lipforcing.config import PresetConfig
 from lipforcing.diffusion.causal import rollout
 from lipforcing.diffusion.samplers import euler_sample
+from lipforcing.diffusion.schedules import ShiftedGrid
 
 SyncFn = Callable[[Tensor, Tensor], Tensor]  # (video (B, 3, T, S, S) in [-1, 1], audio) -> (B,)
 
@@ -38,8 +39,7 @@ def generate_teacher(teacher, cond, noise, preset: PresetConfig, cfg_scale: floa
         teacher,
         noise,
         cond,
-        num_steps=s.num_steps,
-        shift=s.shift,
+        grid=ShiftedGrid.from_config(s),
         cfg_scale=cfg_scale,
         drop_mode=s.drop_mode,
     )
@@ -54,10 +54,9 @@ def generate_student(student, cond, noise, preset: PresetConfig) -> Tensor:
         cond,
         n,
         preset.causal,
+        ShiftedGrid.from_config(s),
         torch.Generator().manual_seed(1),
         noise=noise,
-        num_steps=s.num_steps,
-        shift=s.shift,
     )
 
 

@@ -13,8 +13,8 @@ reason:
 
 Block-causal (spec section 6): latent frames are grouped into chunks of ``chunk_frames``; a
 query in chunk k sees every key in chunks <= k. Optionally the keys are restricted the way the
-inference KV cache restricts them: the first ``sink_frames`` frames plus the ``window_frames``
-most recent frames up to the end of the query's chunk.
+inference KV cache restricts them, by the one :class:`~lipforcing.models.sink_window.SinkWindow`
+policy the cache itself follows.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lipforcing.models.sink_window import SinkWindow
+
 log = logging.getLogger(__name__)
 
 
@@ -37,19 +39,19 @@ class BlockCausal:
     num_frames: int
     tokens_per_frame: int
     chunk_frames: int
-    sink_frames: int | None = None  # with window_frames: restrict keys like the KV cache
-    window_frames: int | None = None  # most recent frames visible, the query's chunk included
+    window: SinkWindow | None = None  # restrict keys like the KV cache (None: all the past)
+
+    def __post_init__(self) -> None:
+        if self.window is not None and self.window.chunk_frames != self.chunk_frames:
+            raise ValueError("the sink/window policy must use the mask's chunk size")
 
     def frame_mask(self, device: torch.device | str = "cpu") -> Tensor:
         """(F, F) bool, True where query frame i may attend to key frame j."""
+        if self.window is not None:
+            return self.window.frame_mask(self.num_frames, device)
         f = torch.arange(self.num_frames, device=device)
         q_end = (f // self.chunk_frames + 1) * self.chunk_frames  # end of each query's chunk
-        visible = f[None, :] < q_end[:, None]
-        if self.window_frames is not None:
-            sink = self.sink_frames or 0
-            recent = f[None, :] >= q_end[:, None] - self.window_frames
-            visible &= (f[None, :] < sink) | recent
-        return visible
+        return f[None, :] < q_end[:, None]
 
     def token_mask(self, device: torch.device | str = "cpu") -> Tensor:
         """(L, L) bool over tokens laid out frame-major."""

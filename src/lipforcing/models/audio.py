@@ -23,6 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from lipforcing.config import ModelConfig
+from lipforcing.models.blocks import per_sample
 
 
 class AudioPack(nn.Module):
@@ -69,5 +70,5 @@ def add_audio(x: Tensor, audio_emb: Tensor, proj: nn.Linear) -> Tensor:
         (B, F * S, dim).
     """
     b, f = audio_emb.shape[:2]
-    a = proj(audio_emb.to(proj.weight.dtype)).float()  # (B, F, dim)
+    a = per_sample(lambda e: proj(e.to(proj.weight.dtype)), audio_emb).float()  # (B, F, dim)
     return (x.view(b, f, -1, x.shape[-1]) + a[:, :, None]).view_as(x)

@@ -13,11 +13,18 @@ Design choices:
   special case of equal rows.
 - The residual stream is float32 (as in Wan, whose residual additions run in fp32); norms,
   modulation and gates are computed in float32 and cast to the weights' dtype before Linears.
+- Batch invariance: a sample's output does not depend on what it is batched with (the
+  streaming engine batches several streams and promises each the frames it would get alone).
+  CPU BLAS picks another kernel for a GEMM of a few rows than for many, so the Linears that
+  see few rows per sample (the text context's keys/values here, the time, text and audio
+  embeddings in ``dit.py``) run sample by sample through :func:`per_sample`; token-wide GEMMs,
+  attention and norms are row-independent already.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +55,14 @@ class AttentionPlan:
     mask: BlockCausal | None  # None: full attention over the keys
     cache: KVCache | None  # the student's cache, or None for a whole-sequence pass
     windows: list[ChunkWindow] | None = None  # sink + window training pass, per query chunk
+
+
+def per_sample(fn: Callable[..., Tensor], *xs: Tensor) -> Tensor:
+    """``fn`` applied to each batch row of ``xs`` apart, results concatenated (see the module
+    docstring: batch invariance of few-row GEMMs). One row: a single call."""
+    if xs[0].shape[0] == 1:
+        return fn(*xs)
+    return torch.cat([fn(*(x[i : i + 1] for x in xs)) for i in range(xs[0].shape[0])])
 
 
 class RMSNorm(nn.Module):
@@ -120,9 +135,13 @@ class SelfAttention(nn.Module):
         A separate method so that ``torch.compile`` can take it without the cache logic.
         """
         q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))  # (B, L, H, d)
+        return (q, *self.kv(x))
+
+    def kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised keys and the values, (B, L, H, d) each: what a KV-cache write keeps."""
         k = self.norm_k(self.k(x)).unflatten(2, (self.num_heads, -1))
         v = self.v(x).unflatten(2, (self.num_heads, -1))
-        return q, k, v
+        return k, v
 
     @staticmethod
     def _window(q: Tensor, k: Tensor, v: Tensor, w: ChunkWindow) -> Tensor:
@@ -145,8 +164,8 @@ class CrossAttention(nn.Module):
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """x (B, L, dim), context (B, Lc, dim) -> (B, L, dim)."""
         q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))
-        k = self.norm_k(self.k(context)).unflatten(2, (self.num_heads, -1))
-        v = self.v(context).unflatten(2, (self.num_heads, -1))
+        k = per_sample(lambda c: self.norm_k(self.k(c)), context).unflatten(2, (self.num_heads, -1))
+        v = per_sample(self.v, context).unflatten(2, (self.num_heads, -1))
         return self.o(attention(q, k, v).flatten(2))
 
 

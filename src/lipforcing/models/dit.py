@@ -14,7 +14,11 @@ Design choices:
 - Attention: ``"bidirectional"`` (teacher) is full attention; ``"block_causal"`` (student) is
   chunk-wise causal over a whole sequence, or, with a :class:`KVCache`, one chunk attending to
   the cache. ``update_cache=True`` commits the chunk's keys/values (the t = 0 call of
-  ``diffusion/causal.py``).
+  ``diffusion/causal.py``); :meth:`LipSyncDiT.write_kv` does that commit alone, sharing the
+  embedding prefix (:meth:`LipSyncDiT._embed`) with ``forward`` and stopping at the last
+  block's keys/values.
+- Batch invariance (``models/blocks.py``): the few-row embeddings run sample by sample, so a
+  stream's output is the same alone and batched with others.
 - Built on the meta device, materialised with ``to_empty`` and initialised by one
   :meth:`LipSyncDiT.init_weights`. New lip-sync paths (audio projections) and the adaLN gates
   and output head start at zero, so a fresh model predicts zero velocity.
@@ -23,6 +27,7 @@ Design choices:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,10 +37,11 @@ from torch import Tensor, nn
 from lipforcing.config import ModelConfig
 from lipforcing.models.attention import BlockCausal
 from lipforcing.models.audio import add_audio, audio_layer_index, build_audio_modules
-from lipforcing.models.blocks import AttentionPlan, ChunkWindow, DiTBlock, Head
+from lipforcing.models.blocks import AttentionPlan, ChunkWindow, DiTBlock, Head, per_sample
 from lipforcing.models.conditioning import LipSyncCond
 from lipforcing.models.kv_cache import KVCache
 from lipforcing.models.rope import rope_tables
+from lipforcing.models.sink_window import SinkWindow
 
 BASE_IN_CHANNELS = 16  # Wan 2.1 T2V's patch embedding input (one latent)
 
@@ -53,6 +59,19 @@ def linear_fp32(layer: nn.Linear, x: Tensor) -> Tensor:
     """A Linear evaluated in float32 whatever the weights' dtype (time embedding path)."""
     bias = None if layer.bias is None else layer.bias.float()
     return F.linear(x.float(), layer.weight.float(), bias)
+
+
+@dataclass
+class Embedded:
+    """The embedding prefix of a forward pass: what every block reads."""
+
+    x: Tensor  # (B, F * S, dim) float32 tokens
+    grid: tuple[int, int, int]  # (F, h', w') token grid
+    e: Tensor  # (B, F, dim) float32 time embedding (the head's modulation)
+    e0: Tensor  # (B, F, 6, dim) float32 block modulation
+    context: Tensor  # (B, Lc, dim) projected text / null context
+    audio: Tensor  # (B, F, pack_dim) float32 packed audio
+    plan: AttentionPlan
 
 
 class LipSyncDiT(nn.Module):
@@ -142,33 +161,67 @@ class LipSyncDiT(nn.Module):
         Returns:
             velocity (B, C, F, h, w) in ``x_t``'s dtype.
         """
+        s = self._embed(x_t, t, cond, kv_cache)
+        x = s.x
+        for i in range(len(self.blocks)):
+            x = self._block(i, x, s)
+        out = self.head(x, s.e)  # (B, L, prod(patch) * C)
+        if kv_cache is not None and update_cache:
+            kv_cache.append(s.grid[0])
+            kv_cache.evict()
+        return self.unpatchify(out, s.grid).to(x_t.dtype)
+
+    def write_kv(self, x: Tensor, t: Tensor, cond: LipSyncCond, kv_cache: KVCache) -> None:
+        """``forward(x, t, cond, kv_cache, update_cache=True)`` without the work whose result a
+        cache write discards: the last block's attention output, cross-attention and FFN, and
+        the head. The cache ends up holding bitwise the same entries (tests/models)."""
+        s = self._embed(x, t, cond, kv_cache)
+        last = len(self.blocks) - 1
+        h = s.x
+        for i in range(last):
+            h = self._block(i, h, s)
+        h = self._audio(last, h, s)
+        block = self.blocks[last]
+        h, _ = block.attn_input(h, s.e0)
+        kv_cache.view(last, *block.self_attn.kv(h))
+        kv_cache.append(s.grid[0])
+        kv_cache.evict()
+
+    def _embed(self, x_t: Tensor, t: Tensor, cond: LipSyncCond, cache: KVCache | None) -> Embedded:
+        """What every block reads, shared by :meth:`forward` and :meth:`write_kv`."""
         cfg, dtype = self.cfg, self.patch_embedding.weight.dtype
         b, f = x_t.shape[0], x_t.shape[2]
-        self._check(x_t, t, cond, kv_cache)
-        x = self.patch_embedding(cond.model_inputs(x_t).to(dtype))  # (B, dim, F, h', w')
+        self._check(x_t, t, cond, cache)
+        inputs = cond.model_inputs(x_t).to(dtype)
+        x = per_sample(self.patch_embedding, inputs)  # (B, dim, F, h', w')
         grid = tuple(x.shape[2:])
         x = rearrange(x, "b c f h w -> b (f h w) c").float()  # residual stream in fp32
         # 1. Per-frame time embedding e (B, F, dim) and modulation e0 (B, F, 6, dim), fp32.
         t_frames = t[:, None].expand(b, f) if t.dim() == 1 else t
+        e, e0 = per_sample(self._time, t_frames).split([cfg.dim, 6 * cfg.dim], dim=-1)
+        # 2. Context, audio and the attention plan shared by all blocks.
+        context = per_sample(self.text_embedding, self._raw_context(cond, b).to(dtype))
+        audio = per_sample(self.audio_proj, cond.audio)  # (B, F, pack_dim) fp32
+        plan = self._plan(grid, cache, x.device)
+        return Embedded(x, grid, e, e0.unflatten(-1, (6, cfg.dim)), context, audio, plan)
+
+    def _time(self, t_frames: Tensor) -> Tensor:
+        """(B, F) times -> (B, F, dim + 6 * dim): the embedding e and the modulation e0."""
+        cfg = self.cfg
         sin = sinusoidal_embedding(cfg.freq_dim, cfg.timestep_scale * t_frames.reshape(-1))
         e = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], sin)))
-        e0 = linear_fp32(self.time_projection[1], F.silu(e)).view(b, f, 6, cfg.dim)
-        e = e.view(b, f, cfg.dim)
-        # 2. Context, audio and the attention plan shared by all blocks.
-        context = self.text_embedding(self._raw_context(cond, b).to(dtype))
-        audio_emb = self.audio_proj(cond.audio)  # (B, F, pack_dim) fp32
-        plan = self._plan(grid, kv_cache, x.device)
-        # 3. Blocks, audio added before the OmniAvatar audio blocks.
-        for i, block in enumerate(self.blocks):
-            k = audio_layer_index(cfg, i)
-            if k is not None:
-                x = add_audio(x, audio_emb, self.audio_cond_projs[k])
-            x = block(x, e0, context, plan, i)
-        out = self.head(x, e)  # (B, L, prod(patch) * C)
-        if kv_cache is not None and update_cache:
-            kv_cache.append(f)
-            kv_cache.evict()
-        return self.unpatchify(out, grid).to(x_t.dtype)
+        e0 = linear_fp32(self.time_projection[1], F.silu(e))
+        return torch.cat([e, e0], dim=-1).view(*t_frames.shape, -1)
+
+    def _audio(self, i: int, x: Tensor, s: Embedded) -> Tensor:
+        """The audio added before block ``i`` (OmniAvatar's audio blocks), else ``x``."""
+        k = audio_layer_index(self.cfg, i)
+        if k is None:
+            return x
+        return add_audio(x, s.audio, self.audio_cond_projs[k])
+
+    def _block(self, i: int, x: Tensor, s: Embedded) -> Tensor:
+        return self.blocks[i](self._audio(i, x, s), s.e0, s.context, s.plan, i)
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, f*h*w, p*q*r*C) -> (B, C, f*p, h*q, w*r), Wan's patch layout."""
@@ -215,21 +268,21 @@ class LipSyncDiT(nn.Module):
     def _windows(self, grid: tuple[int, int, int], device: torch.device) -> list[ChunkWindow]:
         """Per query chunk, the frames and slot positions the KV cache would give it.
 
-        Chunk [start, end) sees the sink frames [0, sink) and the frames [end - window, end),
-        rotated by their index in that list - the cache's slots - so a windowed training pass
-        equals cached generation at any stream length.
+        Chunk [start, end) sees the frames the cache holds when it starts
+        (``SinkWindow.held``) and itself, rotated by their index in that list - the cache's
+        slots - so a windowed training pass equals cached generation at any stream length.
         """
         cfg = self.cfg
         f, h, w = grid
-        sink, window = cfg.mask_window
+        policy = SinkWindow(*cfg.mask_window, cfg.chunk_frames)
         s, out = h * w, []
         for start in range(0, f, cfg.chunk_frames):
             end = min(start + cfg.chunk_frames, f)
-            frames = [*range(min(sink, end)), *range(max(sink, end - window), end)]
-            idx = torch.tensor(frames, device=device)
-            slots = torch.arange(len(frames), device=device)
-            rope_k = rope_tables(slots, (h, w), cfg.head_dim, cfg.rope_theta)
-            rope_q = rope_tables(slots[start - end :], (h, w), cfg.head_dim, cfg.rope_theta)
+            held = policy.held(start)
+            q_pos, k_pos = policy.positions(len(held), end - start, device)
+            idx = torch.tensor([*held, *range(start, end)], device=device)
+            rope_k = rope_tables(k_pos, (h, w), cfg.head_dim, cfg.rope_theta)
+            rope_q = rope_tables(q_pos, (h, w), cfg.head_dim, cfg.rope_theta)
             k_index = (idx[:, None] * s + torch.arange(s, device=device)).flatten()
             out.append(ChunkWindow(slice(start * s, end * s), k_index, rope_q, rope_k))
         return out

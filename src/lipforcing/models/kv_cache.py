@@ -1,8 +1,11 @@
 """The student's KV cache: an attention sink plus a rolling window, over preallocated tensors.
 
 Layout: one key and one value tensor for all layers, (layers, B, slots * tokens, H, d), where a
-slot holds one latent frame. Slots [0, sink) hold the first latent frames of the stream forever
-(the attention sink, spec section 6); the slots after them hold the most recent frames in order.
+slot holds one latent frame. Which frames stay, and which position each slot is rotated by,
+is the one :class:`~lipforcing.models.sink_window.SinkWindow` policy (``cache.policy``) that
+the windowed training pass and the block-causal mask follow too: slots [0, sink) hold the
+first latent frames of the stream forever (the attention sink, spec section 6), the slots after
+them the most recent frames in order.
 
 Design choices:
 - Keys are stored *without* RoPE. At attention time every entry is rotated by its slot index:
@@ -18,33 +21,41 @@ Design choices:
 - Denoising calls *read*: :meth:`view` places the chunk's keys in the free slots (scratch) or,
   when they carry autograd history, concatenates instead, so the committed state is unchanged
   and no graph tensor is modified in place. Only :meth:`append` commits frames.
+- Nothing outside reads or writes the bookkeeping: :meth:`snapshot` / :meth:`restore` save and
+  put back the whole state (CUDA-graph recording runs calls that must leave no trace).
+- :class:`CacheBatch` presents the caches of several streams in the same state as one batch
+  (the streaming engine's batched step); each stream keeps its own :class:`KVCache`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from lipforcing.config import CausalConfig, ModelConfig
+from lipforcing.models.sink_window import SinkWindow
+
+
+@dataclass(frozen=True)
+class KVState:
+    """A cache's state: bookkeeping, and (optionally) copies of its key/value tensors."""
+
+    frames: int  # committed frames held
+    total_frames: int  # frames ever committed
+    staged: int  # frames the last read placed in the free slots
+    k: Tensor | None = None
+    v: Tensor | None = None
 
 
 class KVCache:
     """Sink + rolling-window key/value store for every layer of a causal DiT."""
 
-    def __init__(
-        self,
-        k: Tensor,
-        v: Tensor,
-        tokens_per_frame: int,
-        sink_frames: int,
-        window_frames: int,
-        chunk_frames: int,
-    ) -> None:
+    def __init__(self, k: Tensor, v: Tensor, tokens_per_frame: int, policy: SinkWindow) -> None:
         self.k, self.v = k, v  # (layers, B, slots * tokens, H, d)
         self.tokens_per_frame = tokens_per_frame
-        self.sink_frames = sink_frames
-        self.window_frames = window_frames
-        self.chunk_frames = chunk_frames
+        self.policy = policy
         self.reset()
 
     @classmethod
@@ -64,14 +75,10 @@ class KVCache:
         with torch.inference_mode(False):  # normal tensors: usable in and out of inference mode
             k = torch.zeros(*shape, cfg.head_dim, device=device, dtype=dtype)
             v = torch.zeros_like(k)
-        return cls(
-            k,
-            v,
-            tokens,
-            causal_cfg.sink_frames,
-            causal_cfg.window_frames,
-            causal_cfg.chunk_frames,
+        policy = SinkWindow(
+            causal_cfg.sink_frames, causal_cfg.window_frames, causal_cfg.chunk_frames
         )
+        return cls(k, v, tokens, policy)
 
     # ------------------------------------------------------------------ state
 
@@ -80,8 +87,17 @@ class KVCache:
         return self.k.shape[2] // self.tokens_per_frame
 
     @property
+    def chunk_frames(self) -> int:
+        return self.policy.chunk_frames
+
+    @property
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
+
+    @property
+    def steady(self) -> bool:
+        """Past the window: every later chunk reads and writes the same slots (fixed shapes)."""
+        return self.frames == self.policy.held_frames
 
     def reset(self) -> None:
         """Empty the cache for a new stream (the tensors are kept)."""
@@ -89,10 +105,26 @@ class KVCache:
         self.total_frames = 0  # frames ever appended
         self._staged = 0  # frames of the last chunk placed in the free slots
 
+    def snapshot(self, tensors: bool = True) -> KVState:
+        """The cache's state; with ``tensors`` also copies of its keys and values."""
+        k = self.k.clone() if tensors else None
+        v = self.v.clone() if tensors else None
+        return KVState(self.frames, self.total_frames, self._staged, k, v)
+
+    def restore(self, state: KVState) -> None:
+        """Put back a :meth:`snapshot` (tensors too when it holds them)."""
+        self.frames, self.total_frames, self._staged = (
+            state.frames,
+            state.total_frames,
+            state.staged,
+        )
+        if state.k is not None:
+            self.k.copy_(state.k)
+            self.v.copy_(state.v)
+
     def positions(self, num_new: int) -> tuple[Tensor, Tensor]:
-        """Frame positions (query (n,), key (frames + n,)) for a chunk of ``num_new`` frames."""
-        k_pos = torch.arange(self.frames + num_new, device=self.k.device)
-        return k_pos[self.frames :], k_pos
+        """Slot positions (query (n,), key (frames + n,)) for a chunk of ``num_new`` frames."""
+        return self.policy.positions(self.frames, num_new, self.k.device)
 
     # ------------------------------------------------------------------ per layer
 
@@ -132,14 +164,58 @@ class KVCache:
         self._staged = 0
 
     def evict(self) -> None:
-        """Drop the oldest non-sink frames beyond ``window - chunk`` (shift the rest left)."""
-        keep = self.window_frames - self.chunk_frames
-        sink = min(self.sink_frames, self.frames)
-        extra = self.frames - sink - keep
+        """Drop the oldest non-sink frames the policy no longer keeps (shift the rest left)."""
+        extra = self.policy.evict_count(self.frames)
         if extra <= 0:
             return
+        sink = min(self.policy.sink_frames, self.frames)
+        keep = self.policy.keep_frames
         s = self.tokens_per_frame
         dst, src, n = sink * s, (sink + extra) * s, keep * s
         self.k[:, :, dst : dst + n] = self.k[:, :, src : src + n].clone()
         self.v[:, :, dst : dst + n] = self.v[:, :, src : src + n].clone()
         self.frames = sink + keep
+
+
+class CacheBatch:
+    """Several streams' caches, all holding the same number of frames, read as one batch.
+
+    The model sees the :class:`KVCache` interface: :meth:`view` writes each stream's rows of
+    the new chunk into that stream's own cache and returns the concatenation (one copy per
+    layer and call), :meth:`append` / :meth:`evict` commit in every cache. Rows follow
+    ``caches``' order.
+    """
+
+    def __init__(self, caches: list[KVCache]) -> None:
+        first = caches[0]
+        if any(c.frames != first.frames or c.policy != first.policy for c in caches):
+            raise ValueError("a cache batch needs caches in the same state")
+        self.caches = caches
+        self.policy, self.tokens_per_frame = first.policy, first.tokens_per_frame
+        self.rows = [c.k.shape[1] for c in caches]
+
+    @property
+    def frames(self) -> int:
+        return self.caches[0].frames
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.policy.chunk_frames
+
+    def positions(self, num_new: int) -> tuple[Tensor, Tensor]:
+        return self.caches[0].positions(num_new)
+
+    def view(self, layer: int, k_new: Tensor, v_new: Tensor) -> tuple[Tensor, Tensor]:
+        parts = [
+            c.view(layer, k, v)
+            for c, k, v in zip(self.caches, k_new.split(self.rows), v_new.split(self.rows))
+        ]
+        return torch.cat([k for k, _ in parts]), torch.cat([v for _, v in parts])
+
+    def append(self, num_frames: int) -> None:
+        for c in self.caches:
+            c.append(num_frames)
+
+    def evict(self) -> None:
+        for c in self.caches:
+            c.evict()

@@ -2,11 +2,19 @@
 
 A :class:`Pipeline` is loaded once and shared by every session (the weights are read-only at
 inference); each session owns its own KV cache, codec stream state and random generator.
+
+The execution options (:class:`~lipforcing.streaming.options.ExecutionOptions`) are chosen
+here, once, when the pipeline loads: :func:`~lipforcing.streaming.options.resolve` fits them to
+the device (``pipeline.notes`` says what could not run as asked, and why), FP8 and compile are
+applied to the model in place, and every :class:`~lipforcing.streaming.engine.ChunkEngine`
+built on the pipeline runs them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,6 +23,9 @@ import torch
 
 from lipforcing.config import PresetConfig
 from lipforcing.errors import CheckpointError
+from lipforcing.streaming.options import ExecutionOptions, resolve
+
+log = logging.getLogger(__name__)
 
 TRAIN_HINT = "train one with `lipforcing train recipe tiny --out DIR` or pass --checkpoint PATH"
 
@@ -30,6 +41,10 @@ class Pipeline:
     dtype: torch.dtype = torch.float32
     checkpoint: str = "random"  # where the student came from, for reports
     wav2vec2: object | None = None  # media.audio.Wav2Vec2Features for presets with wav2vec2 audio
+    options: ExecutionOptions = dataclasses.field(default_factory=ExecutionOptions)  # as run
+    requested: ExecutionOptions = dataclasses.field(default_factory=ExecutionOptions)  # as asked
+    notes: list[str] = dataclasses.field(default_factory=list)  # options that run otherwise
+    _undo_compile: Callable[[], None] | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -41,13 +56,14 @@ class Pipeline:
         dtype: torch.dtype = torch.float32,
         wav2vec2: str | Path | None = None,
         decoder: str | Path | None = None,
+        options: ExecutionOptions | None = None,
     ) -> Pipeline:
         """Load a student and its codec (default: ``codec.safetensors`` beside it).
 
         ``checkpoint`` is a path or a :class:`~lipforcing.models.weights.WeightsSpec` (any
         layout, adapters); ``decoder`` (e.g. ``taew2_1.pth``) decodes instead of the codec's own
         decoder; ``wav2vec2`` is a local wav2vec2 model directory, needed by presets with
-        wav2vec2 audio.
+        wav2vec2 audio; ``options`` the execution options (default: the exact ones).
         """
         from lipforcing.models.weights import WeightsSpec, load_model
 
@@ -68,7 +84,8 @@ class Pipeline:
             )
         codec_cfg = preset.codec if preset.codec.kind == "wan_vae" else None
         codec_net = load_codec(codec, codec_cfg, decoder=decoder)
-        pipe = cls._ready(model, codec_net, preset, device, dtype, str(spec.path))
+        pipe = cls.build(model, codec_net, preset, device=device, dtype=dtype, options=options)
+        pipe.checkpoint = str(spec.path)
         if preset.audio.kind == "wav2vec2":
             if wav2vec2 is None:
                 raise CheckpointError(f"{spec.path.name} uses wav2vec2 audio: pass --wav2vec2 DIR")
@@ -79,7 +96,14 @@ class Pipeline:
 
     @classmethod
     def random(
-        cls, preset: PresetConfig, *, seed: int = 0, device: str = "cpu", perturb: float = 0.02
+        cls,
+        preset: PresetConfig,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        perturb: float = 0.02,
+        options: ExecutionOptions | None = None,
     ) -> Pipeline:
         """Randomly initialised student + codec of ``preset`` (tests, benchmarks of speed).
 
@@ -100,14 +124,52 @@ class Pipeline:
                     param.add_(perturb * torch.randn_like(param))
         torch.manual_seed(seed + 1)
         codec = build_codec(preset.codec)
-        return cls._ready(model, codec, preset, device, torch.float32, f"random(seed={seed})")
+        pipe = cls.build(model, codec, preset, device=device, dtype=dtype, options=options)
+        pipe.checkpoint = f"random(seed={seed})"
+        return pipe
 
     @classmethod
-    def _ready(cls, model, codec, preset, device, dtype, name) -> Pipeline:
+    def build(
+        cls,
+        model: torch.nn.Module,
+        codec: torch.nn.Module,
+        preset: PresetConfig,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        options: ExecutionOptions | None = None,
+    ) -> Pipeline:
+        """Move the networks to ``device`` / ``dtype`` and apply the execution options once."""
         device = torch.device(device)
         model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
         codec = codec.to(device=device).eval().requires_grad_(False)
-        return cls(model, codec, preset, device, dtype, name)
+        requested = options if options is not None else ExecutionOptions()
+        resolved = resolve(requested, device)
+        pipe = cls(model, codec, preset, device, dtype, options=resolved.options)
+        pipe.requested, pipe.notes = requested, list(resolved.notes)
+        for note in pipe.notes:
+            log.warning("%s", note)
+        pipe._apply()
+        return pipe
+
+    def _apply(self) -> None:
+        from lipforcing.streaming import accel
+
+        if self.options.fp8:
+            accel.fp8_linears(self.model)
+        if self.options.compile:
+            self._undo_compile = accel.compile_blocks(self.model)
+
+    def compile_failed(self, error: BaseException) -> None:
+        """Take back ``compile`` after it failed (at warm-up): eager from here, with a note."""
+        if self._undo_compile is not None:
+            self._undo_compile()
+            self._undo_compile = None
+        self.options = dataclasses.replace(self.options, compile=False)
+        first = str(error).splitlines()[0][:160] if str(error) else ""
+        note = f"compile=on runs as compile=off: torch.compile failed ({type(error).__name__}: "
+        self.notes.append(note + f"{first})")
+        log.warning("%s", self.notes[-1])
 
 
 def shipped_checkpoint() -> Path:

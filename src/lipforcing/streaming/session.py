@@ -183,8 +183,13 @@ class StreamSession:
         audio_margin: int | None = None,
         min_lead_frames: int = 3,
         preempt_idle: bool = True,
+        engine: ChunkEngine | None = None,
+        context=None,
     ) -> None:
-        self.engine = ChunkEngine(pipeline, source, seed=seed, audio_margin=audio_margin)
+        self.engine = engine if engine is not None else ChunkEngine(pipeline)
+        self.stream = self.engine.open(
+            source, seed=seed, audio_margin=audio_margin, context=context
+        )
         self.realtime = realtime
         self.fps = self.engine.fps
         self.sample_rate = self.engine.sample_rate
@@ -300,12 +305,13 @@ class StreamSession:
                         return
                     audio, speech, arrival, seg_end, epoch, spans = self._materialise(plan)
                     idle_epoch = self._idle_epoch
-                chunk = self.engine.step(audio, plan.lookahead, speech)
+                chunk = self.engine.step(self.stream, audio, plan.lookahead, speech)
                 with self._cv:
                     if not chunk.speech.any() and idle_epoch != self._idle_epoch:
                         self.stats.dropped_frames += len(chunk)  # preempted by speech
-                        continue
-                    self._deliver(chunk, arrival, seg_end, epoch, spans)
+                    else:
+                        self._deliver(chunk, arrival, seg_end, epoch, spans)
+                self.engine.flush([self.stream])  # the KV write, after the frames are out
         except BaseException as e:  # surfaced to the consumer
             with self._cv:
                 self._error = e
@@ -322,8 +328,7 @@ class StreamSession:
             self._cv.wait(timeout=0.005 if self.realtime else 0.5)
 
     def _plan(self) -> _Plan | None:
-        eng = self.engine
-        need, look = eng.next_samples(), eng.lookahead_samples
+        need, look = self.stream.next_samples(), self.stream.lookahead_samples
         avail, bounded = self._queue.available()
         flush = bounded or self._closed
         if self.realtime and len(self._out) > self._lead_frames():
@@ -345,8 +350,7 @@ class StreamSession:
         return max(self.min_lead_frames, math.ceil(1.5 * chunk_s * self.fps) + 1)
 
     def _materialise(self, plan: _Plan):
-        eng = self.engine
-        need, spf = eng.next_samples(), eng.spf
+        need, spf = self.stream.next_samples(), self.engine.spf
         data, arrivals = self._queue.take(plan.take)
         audio = np.zeros(need, np.float32)
         audio[plan.left_pad : plan.left_pad + plan.take] = data
