@@ -123,7 +123,7 @@ def stream_as_live(pipeline, source, audio: np.ndarray, *, seed: int = 0, piece_
     wall = time.perf_counter() - t0
     session.stop()
     st = session.stats
-    first_audio_s = (session.engine.first_frames + session.engine.audio_margin) / session.fps
+    first_audio_s = (session.stream.layout.first_frames + session.stream.audio_margin) / session.fps
     timing = {
         "ttff_ms": round(1000 * st.ttff_s, 1),
         "first_chunk_compute_ms": round(1000 * st.first_chunk_compute_s, 1),
