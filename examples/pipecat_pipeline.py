@@ -113,7 +113,9 @@ async def bot(runner_args: SmallWebRTCRunnerArguments) -> None:
             task.cancel()
         await worker.cancel()
 
-    await WorkerRunner(handle_sigint=runner_args.handle_sigint).run(worker)
+    runner = WorkerRunner(handle_sigint=runner_args.handle_sigint)
+    await runner.add_workers(worker)
+    await runner.run()
 
 
 if __name__ == "__main__":

@@ -53,3 +53,57 @@ def test_pipecat_bot():
     assert (params.video_out_width, params.video_out_height) == (320, 256)
     assert params.video_out_enabled and not params.video_out_is_live
     assert params.audio_out_sample_rate == frames[1].sample_rate
+
+
+@pytest.mark.slow
+def test_pipecat_bot_streams_face_and_speech_over_webrtc():
+    """The example bot end to end: an aiortc peer (silent microphone) connects through Pipecat's
+    SmallWebRTC transport and receives the face video and the bot's speech."""
+    pytest.importorskip("pipecat")
+    pytest.importorskip("aiortc")
+    import asyncio
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+    from pipecat.runner.types import SmallWebRTCRunnerArguments
+    from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+
+    bot = load("pipecat_pipeline")
+    pipeline, source = bot.model()
+    received = {"video": [], "audio": []}
+
+    async def consume(track) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if track.kind == "video":
+                received["video"].append((frame.height, frame.width))
+            else:
+                received["audio"].append(np.abs(frame.to_ndarray()).max())
+
+    async def main() -> None:
+        client = RTCPeerConnection()
+        client.addTrack(AudioStreamTrack())  # a silent microphone
+        client.addTransceiver("video", direction="recvonly")
+        client.on("track", lambda track: asyncio.ensure_future(consume(track)))
+        await client.setLocalDescription(await client.createOffer())
+        connection = SmallWebRTCConnection()
+        offer = client.localDescription
+        await connection.initialize(sdp=offer.sdp, type=offer.type)
+        answer = connection.get_answer()
+        await client.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        args = SmallWebRTCRunnerArguments(webrtc_connection=connection)
+        args.handle_sigint = False
+        running = asyncio.create_task(bot.bot(args))
+        deadline = asyncio.get_running_loop().time() + 120
+        while sum(a > 1000 for a in received["audio"]) < 20:  # 20 loud 20 ms packets
+            assert asyncio.get_running_loop().time() < deadline, "no speech arrived"
+            await asyncio.sleep(0.5)
+        await client.close()
+        await asyncio.wait_for(running, 30)
+
+    asyncio.run(main())
+    assert len(received["video"]) > 25
+    assert set(received["video"]) == {source.frame_size}
