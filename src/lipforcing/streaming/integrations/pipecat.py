@@ -29,6 +29,9 @@ default ``sync_with_audio=True``: each image then travels in the transport's aud
 shown when the audio before it has been written, which keeps lips and sound together on any
 transport. (``sync_with_audio=False`` with ``video_out_is_live=True`` paces the images in the
 transport's own video queue instead.) ``examples/pipecat_pipeline.py`` is a runnable pipeline.
+One difference remains with ``sync_with_audio``: the images keep the transport's audio queue
+busy, so its 3 s "no audio, the bot stopped speaking" fallback does not fire; the bot stops
+speaking on ``TTSStoppedFrame`` (which Pipecat's TTS services send) or an interruption, as usual.
 
 Needs the optional extra ``lipforcing[pipecat]``.
 """
