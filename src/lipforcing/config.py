@@ -170,9 +170,29 @@ class ScheduleConfig:
     shift: float = 5.0  # grid shift
     teacher_cfg: float = 4.5  # teacher CFG scale at every step
     drop_mode: DropMode = "all"  # what the unconditional branch drops
-    window_lo: float = 0.556  # Sync-Window lower bound on t (j = 40)
-    window_hi: float = 0.882  # Sync-Window upper bound on t (j = 20)
+    window_steps: tuple[int, int] = (20, 40)  # Sync-Window: grid steps j in [20, 40]
     window_scale: float = 4.5  # CFG scale inside the window, 1.0 outside
+
+    def __post_init__(self) -> None:
+        lo, hi = self.window_steps
+        if not 0 <= lo <= hi <= self.num_steps:
+            raise ValueError(f"window_steps {self.window_steps} must lie in [0, {self.num_steps}]")
+
+    def tau(self, j: int) -> float:
+        """Grid time tau_j of the shifted grid (``diffusion.schedules.shifted_timesteps``)."""
+        from lipforcing.diffusion.schedules import shifted_timesteps
+
+        return float(shifted_timesteps(self.num_steps, self.shift)[j])
+
+    @property
+    def window_lo(self) -> float:
+        """Lower bound on t of the Sync-Window: tau at its last step (tau_40 = 0.5556)."""
+        return self.tau(self.window_steps[1])
+
+    @property
+    def window_hi(self) -> float:
+        """Upper bound on t of the Sync-Window: tau at its first step (tau_20 = 0.8824)."""
+        return self.tau(self.window_steps[0])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,19 +228,18 @@ class PresetConfig:
     causal: CausalConfig = field(default_factory=CausalConfig)
 
     def __post_init__(self) -> None:
-        if self.model.audio_feature_dim != self.audio.feature_dim:
-            raise ValueError(
-                f"model.audio_feature_dim {self.model.audio_feature_dim} != "
-                f"audio.feature_dim {self.audio.feature_dim}"
-            )
-        if self.model.latent_channels != self.codec.latent_channels:
-            raise ValueError("model and codec disagree on latent channels")
-        if self.model.audio_pack_frames != self.codec.temporal_stride:
-            raise ValueError("audio packing must match the codec's temporal stride")
+        # The model's input sizes are derived from the sections that define them (audio
+        # features, codec latents and stride, causal chunks), never set twice.
+        derived = dataclasses.replace(
+            self.model,
+            audio_feature_dim=self.audio.feature_dim,
+            latent_channels=self.codec.latent_channels,
+            audio_pack_frames=self.codec.temporal_stride,
+            chunk_frames=self.causal.chunk_frames,
+        )
+        object.__setattr__(self, "model", derived)
         if self.codec.image_size != self.media.crop_size:
             raise ValueError("the codec must see crops of media.crop_size")
-        if self.model.chunk_frames != self.causal.chunk_frames:
-            raise ValueError("model.chunk_frames must equal causal.chunk_frames")
 
     @property
     def latent_hw(self) -> tuple[int, int]:
@@ -261,8 +280,13 @@ class PresetConfig:
         return dataclasses.replace(self, model=dataclasses.replace(self.model, attention=attention))
 
 
+# Fields older checkpoints stored that are now derived (ignored when reading them).
+DERIVED_FIELDS = {"ScheduleConfig": {"window_lo", "window_hi"}}
+
+
 def _build(klass: type, values: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(klass)}
+    values = {k: v for k, v in values.items() if k not in DERIVED_FIELDS.get(klass.__name__, ())}
     unknown = set(values) - names
     if unknown:
         raise ValueError(f"unknown {klass.__name__} fields: {sorted(unknown)}")
@@ -296,7 +320,6 @@ def tiny() -> PresetConfig:
         text_len=4,
         use_text_context=False,
         null_context_len=4,
-        audio_feature_dim=audio.feature_dim,
     )
     codec = CodecConfig(kind="tiny", decoder="same", image_size=128, width=32)
     media = MediaConfig(crop_size=128)
@@ -322,10 +345,17 @@ def get_preset(name: str) -> PresetConfig:
 
 # ----------------------------------------------------------------------------- training
 
+# Training references (issue: paper vs release). "random" (ours): the reference frame and the
+# reference sequence come from other, non-overlapping times of the clip (drawn once per window
+# when the latent cache is built). "window_first" (release): the reference frame is the first
+# latent frame of the ground-truth window itself; the reference sequence is the cache's fixed
+# other segment.
+References = Literal["random", "window_first"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig:
-    """AdamW with linear warm-up, gradient clipping and accumulation (spec section 7)."""
+    """AdamW with linear warm-up and gradient accumulation (spec section 7)."""
 
     lr: float = 1e-5  # peak learning rate
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
@@ -334,11 +364,51 @@ class OptimConfig:
     grad_clip: float = 10.0  # max global grad norm
     batch_size: int = 64  # effective (global) batch per optimiser step
     micro_batch: int = 1  # samples per process per forward; accumulation fills the rest
-    steps: int = 5000  # optimiser steps
+    steps: int = 5000  # optimiser steps (Stage 2: see DMDConfig.steps_unit)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.steps < 0 or self.micro_batch < 1 or self.batch_size < 1:
             raise ValueError(f"invalid optimiser config: {self}")
+        if self.batch_size % self.micro_batch:
+            raise ValueError(
+                f"batch size {self.batch_size} is not a multiple of micro-batch {self.micro_batch}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoraConfig:
+    """PEFT LoRA on every block's attention q, k, v, o (self and cross) and ffn.0 / ffn.2; the
+    audio projections and the patch embedding train in full, every other weight is frozen
+    (paper section 6; the release's 14B student and critic)."""
+
+    rank: int = 128  # LoRA rank r
+    alpha: float = 64.0  # LoRA alpha: the update is (alpha / r) B A
+
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.alpha <= 0:
+            raise ValueError(f"invalid LoRA config: {self}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardConfig:
+    """The SyncNet reward weighting the Stage-2 generator loss: w = exp(beta * R)."""
+
+    beta: float = 2.0  # w = exp(beta * R)
+    score: Literal["sync_c", "at_zero"] = "sync_c"  # R: raw Sync-C = median - min of the
+    # per-shift mean distances (paper, release); at_zero: median - distance at shift 0 (ours:
+    # rewards sync at offset 0, not merely a confident mouth)
+    vshift: int = 15  # audio shifts searched each side, video frames (release: 15)
+    centre: bool = False  # subtract a running mean of R (release switch, off by default)
+    centre_momentum: float = 0.9  # running mean m <- momentum * m + (1 - momentum) * mean R
+    clamp: tuple[float, float] | None = None  # clamp R (after centring) to [lo, hi]
+    normalise: Literal["per_sample", "self_normalised"] = "per_sample"  # loss mean_i w_i L_i,
+    # or sum_i w_i L_i / sum_j w_j over the micro-batch (the release's two modes)
+
+    def __post_init__(self) -> None:
+        if self.vshift < 0 or not 0.0 <= self.centre_momentum < 1.0:
+            raise ValueError(f"invalid reward config: {self}")
+        if self.clamp is not None and self.clamp[0] > self.clamp[1]:
+            raise ValueError(f"reward clamp {self.clamp}: need lo <= hi")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -351,14 +421,31 @@ class TeacherTrainConfig:
     all_drop: float = 0.1  # probability of dropping audio + references (CFG "all" mode)
     mouth_weight: float = 1.0  # extra loss weight inside the latent mouth mask (1 = uniform)
     shift: float = 5.0  # t = shift(u), u ~ U(0, 1): Wan's shifted training-time distribution
+    references: References = "random"  # see References
 
 
 @dataclass(frozen=True, kw_only=True)
 class DiffusionForcingConfig:
-    """Stage 1: per-chunk timesteps drawn from the student grid {tau_0, tau_30}."""
+    """Stage 1: per-chunk timesteps, the block-causal student regresses the clean signal."""
 
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, steps=5000))
     latent_frames: int = 21  # latent frames per training clip (7 chunks of 3)
+    references: References = "random"  # see References
+    times: Literal["grid", "grid_and_clean"] = "grid"  # per-chunk t: from {tau_j : j in
+    # student_steps} (paper); grid_and_clean: the release's t-list, the grid capped at
+    # DMDConfig.t_max plus t = 0, so a third of the chunks are clean context
+    loss: Literal["velocity", "x0"] = "velocity"  # paper: flow-matching velocity MSE;
+    # release: 0.5 MSE of the x0 prediction
+    attention_windows: tuple[tuple[int, int], ...] = ()  # (sink, window) latent frames, one
+    # drawn uniformly per step, applied through the block-causal mask; () = full block-causal
+    # (paper). Release: (1, 6), (1, 9), (1, 12), (3, 6), (3, 9)
+    lora: LoraConfig | None = None  # None: full fine-tune
+    ema: float | None = None  # EMA decay of the student (release: none in Stage 1)
+
+    def __post_init__(self) -> None:
+        for sink, window in self.attention_windows:
+            if sink < 0 or window < 1:
+                raise ValueError(f"attention window {(sink, window)}: need sink >= 0, window >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -368,30 +455,125 @@ class DMDConfig:
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(lr=2e-6, betas=(0.0, 0.999), warmup_steps=0, steps=600)
     )
+    steps_unit: Literal["student", "iteration"] = "student"  # what optim.steps counts. student
+    # (paper): 600 student updates, each after critic_steps critic updates; iteration
+    # (release): 600 loop iterations, the student updated on every (critic_steps + 1)-th
+    # starting with the first (release: 120 student, 480 critic updates)
     critic_lr: float = 2e-6  # fake-score critic learning rate
     critic_steps: int = 5  # critic updates per student update
+    critic_loss: Literal["velocity", "x0_exit"] = "velocity"  # paper (as we read it):
+    # flow-matching velocity loss on a full two-call rollout; x0_exit (release): MSE of the
+    # critic's x0 prediction (= velocity loss weighted by t^2) on a rollout exiting at a
+    # random call j*, as the generator's does
+    critic_scale: Literal["student", "teacher"] = "student"  # the width the critic's init
+    # weights must have (paper: the critic starts from student-scale base weights)
     num_chunks: int = 7  # chunks per rollout (21 latent frames)
     t_min: float = 0.001  # DMD time u ~ U[t_min, t_max], t = shift(u)
     t_max: float = 0.999
     guidance: Literal["static", "window", "none"] = "window"  # teacher CFG schedule
-    reward_beta: float = 2.0  # w = exp(beta * R); 0 disables the reward
-    reward: bool = True  # weight the generator loss by the SyncNet reward
+    reward: RewardConfig | None = field(default_factory=RewardConfig)  # None: no reward
     drop_mode: DropMode | None = None  # teacher CFG's unconditional branch; None: the preset's
+    references: References = "random"  # see References
+    lora: LoraConfig | None = None  # LoRA on student and critic; None: full fine-tune
+    ema: float | None = 0.9999  # EMA decay of the student, saved beside it (release 0.9999)
+
+    def __post_init__(self) -> None:
+        if self.critic_steps < 0 or self.num_chunks < 1:
+            raise ValueError(f"invalid DMD config: critic_steps {self.critic_steps}")
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The trainee of each iteration, repeating (see ``steps_unit``)."""
+        critic = ("critic",) * self.critic_steps
+        return ("student", *critic) if self.steps_unit == "iteration" else (*critic, "student")
+
+    @property
+    def iterations(self) -> int:
+        """Loop iterations of the stage (student and critic updates together)."""
+        if self.steps_unit == "iteration":
+            return self.optim.steps
+        return self.optim.steps * len(self.roles)
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecipeConfig:
     """The whole chain on one preset: teacher -> Stage 1 -> Stage 2."""
 
-    preset: str = "wan-1.3b"  # model preset name
+    preset: str = "wan-1.3b"  # preset of the student (and of the teacher `train teacher` builds)
     teacher: TeacherTrainConfig = field(default_factory=TeacherTrainConfig)
     stage1: DiffusionForcingConfig = field(default_factory=DiffusionForcingConfig)
     stage2: DMDConfig = field(default_factory=DMDConfig)
 
 
+# ----------------------------------------------------------------------------- recipes
+
+
 def paper_recipe() -> RecipeConfig:
-    """The paper's numbers at Wan 1.3B scale."""
+    """The paper's numbers, 1.3B student (fully fine-tuned), effective batch 64 both stages."""
     return RecipeConfig()
+
+
+def paper_14b_recipe() -> RecipeConfig:
+    """The paper's numbers with the 14B student and critic under LoRA 128 / 64."""
+    rc = paper_recipe()
+    lora = LoraConfig()
+    return dataclasses.replace(
+        rc,
+        preset="wan-14b",
+        stage1=dataclasses.replace(rc.stage1, lora=lora),
+        stage2=dataclasses.replace(rc.stage2, lora=lora),
+    )
+
+
+RELEASE_WINDOWS = ((1, 6), (1, 9), (1, 12), (3, 6), (3, 9))  # config_df stochastic_attn_configs
+
+
+def _release_stage1(batch: int, micro: int, lora: LoraConfig | None) -> DiffusionForcingConfig:
+    """Stage 1 of the release (config_df.py): lr 1e-5, no warm-up, 5000 iterations."""
+    optim = OptimConfig(lr=1e-5, warmup_steps=0, batch_size=batch, micro_batch=micro, steps=5000)
+    return DiffusionForcingConfig(
+        optim=optim,
+        references="window_first",
+        times="grid_and_clean",
+        loss="x0",
+        attention_windows=RELEASE_WINDOWS,
+        lora=lora,
+    )
+
+
+def _release_stage2(batch: int, micro: int, lora: LoraConfig | None) -> DMDConfig:
+    """Stage 2 of the release (config_sf.py): 600 iterations, student every 5th, lr 2e-6 for
+    both, betas (0, 0.999), EMA 0.9999, x0 critic, SyncNet-v2 Sync-C reward, beta 2."""
+    optim = OptimConfig(
+        lr=2e-6, betas=(0.0, 0.999), warmup_steps=0, batch_size=batch, micro_batch=micro, steps=600
+    )
+    return DMDConfig(
+        optim=optim,
+        steps_unit="iteration",
+        critic_steps=4,
+        critic_loss="x0_exit",
+        references="window_first",
+        lora=lora,
+        ema=0.9999,
+    )
+
+
+def release_1_3b_recipe() -> RecipeConfig:
+    """The release's 1.3B settings: Stage 1 batch 8 (2 per GPU x 4 GPUs), Stage 2 batch 64
+    (8 per GPU x 4 GPUs x 2 accumulation rounds), full fine-tune, 14B teacher."""
+    return RecipeConfig(
+        preset="wan-1.3b", stage1=_release_stage1(8, 2, None), stage2=_release_stage2(64, 8, None)
+    )
+
+
+def release_14b_recipe() -> RecipeConfig:
+    """The release's 14B settings (scripts/train_stage{1_df,2_sf}.sh): Stage 1 batch 16
+    (2 x 4 GPUs x 2 rounds), Stage 2 batch 16 (1 x 4 GPUs x 4 rounds), LoRA 128 / 64 on
+    student and critic."""
+    lora = LoraConfig()
+    return RecipeConfig(
+        preset="wan-14b", stage1=_release_stage1(16, 2, lora), stage2=_release_stage2(16, 1, lora)
+    )
 
 
 def tiny_recipe(quick: bool = False) -> RecipeConfig:
@@ -400,6 +582,7 @@ def tiny_recipe(quick: bool = False) -> RecipeConfig:
     Tiny models start from scratch (no Wan weights), so lrs are 10x-100x the paper's fine-tune
     values; clips of 6 latent frames (21 video frames, 2 chunks). The default schedule is sized
     for ~30-40 min on 2 cores (teacher 600, Stage 1 200, Stage 2 60 steps); ``quick`` is ~15%.
+    The reward is our confidence at shift 0 over +-6 shifts (21-frame windows).
     """
     k = 0.15 if quick else 1.0
     opt = OptimConfig(lr=1e-3, warmup_steps=40, batch_size=8, micro_batch=8, steps=1)
@@ -426,5 +609,33 @@ def tiny_recipe(quick: bool = False) -> RecipeConfig:
             critic_steps=5,
             num_chunks=2,
             drop_mode="audio",  # see tiny(): reference-dropping CFG ruins fidelity at this scale
+            reward=RewardConfig(score="at_zero", vshift=6),
         ),
     )
+
+
+RECIPES = {
+    "paper": paper_recipe,
+    "paper-14b": paper_14b_recipe,
+    "release-1.3b": release_1_3b_recipe,
+    "release-14b": release_14b_recipe,
+    "tiny": tiny_recipe,
+    "tiny-quick": lambda: tiny_recipe(quick=True),
+}
+
+
+def get_recipe(name: str) -> RecipeConfig:
+    """Look up a recipe by name, with a clear error listing the choices."""
+    try:
+        return RECIPES[name]()
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}") from None
+
+
+def with_overrides(
+    cfg, steps: int | None = None, batch_size: int | None = None, micro_batch: int | None = None
+):
+    """A stage config with its optimiser's steps / batch size / micro-batch replaced (CLI)."""
+    changes = {"steps": steps, "batch_size": batch_size, "micro_batch": micro_batch}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **changes))

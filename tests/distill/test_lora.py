@@ -1,13 +1,26 @@
-"""LoRA on a tiny DiT: exactly the right parameters train, and a fresh adapter changes nothing."""
+"""LoRA (peft) as the release configures it: the trainable set, its size by formula, adapters
+saved alone in OmniAvatar's layout and merged back, rank mismatches refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import pytest
 import torch
 from distill_helpers import toy_batch, toy_model
 
-from lipforcing.distill.lora import add_lora, trainable_names
+from lipforcing.config import LoraConfig, get_preset
+from lipforcing.distill.lora import (
+    adapter_state,
+    add_lora,
+    expected_trainable,
+    load_adapter,
+    trainable_names,
+)
+from lipforcing.errors import CheckpointError
+from lipforcing.models import build_model
+from lipforcing.models.checkpoints import merge_lora
 
 
 def test_trainable_set_is_lora_plus_audio_and_patch_embedding():
@@ -16,7 +29,7 @@ def test_trainable_set_is_lora_plus_audio_and_patch_embedding():
     batch = toy_batch(1, 3)
     t = torch.full((1,), 0.5)
     before = base(batch["x0"], t, batch["cond"]).detach()
-    model = add_lora(base, rank=4, alpha=2.0)
+    model = add_lora(base, LoraConfig(rank=4, alpha=2.0))
     trainable = set(trainable_names(model))
     linear = re.compile(r"blocks\.\d+\.(self_attn|cross_attn)\.(q|k|v|o)|blocks\.\d+\.ffn\.(0|2)")
     expected = set()
@@ -27,11 +40,54 @@ def test_trainable_set_is_lora_plus_audio_and_patch_embedding():
             stem = n[: -len(".weight")]
             expected |= {f"{stem}.lora_A.default.weight", f"{stem}.lora_B.default.weight"}
     assert trainable == expected
-    assert any(n.startswith("audio_cond_projs.") for n in trainable)
     n_layers = 2 * 4 * len(model.blocks) + 2 * len(model.blocks)  # q k v o x2 attn, ffn 0/2
     assert sum("lora_A" in n for n in trainable) == n_layers
     # lora_B starts at zero: the adapted model equals the base model
-    after = model(batch["x0"], t, batch["cond"]).detach()
-    torch.testing.assert_close(after, before)
-    lora_a = dict(model.named_parameters())["blocks.0.self_attn.q.lora_A.default.weight"]
-    assert lora_a.shape == (4, 32)
+    torch.testing.assert_close(model(batch["x0"], t, batch["cond"]).detach(), before)
+
+
+@pytest.mark.parametrize("preset", ["wan-14b", "wan-1.3b"])
+def test_trainable_parameter_count_matches_the_formula_at_wan_width(preset):
+    """Rank 128 / alpha 64 on a Wan-width model (2 blocks, built on the meta device)."""
+    cfg = dataclasses.replace(
+        get_preset(preset).model, num_layers=2, audio_layers=1, audio_first_layer=1
+    )
+    lora = LoraConfig()
+    model = add_lora(build_model(cfg, device="meta"), lora)
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert counted == expected_trainable(cfg, lora)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert frozen > counted  # the blocks' base weights stay frozen
+
+
+def test_adapter_alone_merges_into_the_base_like_the_lora_model():
+    """Save the adapter of a trained LoRA model; merging it into a fresh base (W += alpha/r B A,
+    the loader's rule) reproduces the LoRA model's output."""
+    torch.manual_seed(0)
+    lora_model = add_lora(toy_model(), LoraConfig(rank=4, alpha=2.0))
+    with torch.no_grad():
+        for p in lora_model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    adapter = adapter_state(lora_model.state_dict())
+    assert all(".default." not in k for k in adapter)
+    assert all("lora_" in k or k.startswith(("audio_", "patch_embedding")) for k in adapter)
+    assert not any(k.endswith(("self_attn.q.weight", "norm_q.weight")) for k in adapter)
+    base = toy_model().state_dict()
+    merged = merge_lora({**base, **adapter}, alpha=2.0)
+    fresh = toy_model()
+    fresh.load_state_dict(merged)
+    batch, t = toy_batch(2, 3), torch.full((2,), 0.7)
+    want = lora_model(batch["x0"], t, batch["cond"])
+    torch.testing.assert_close(fresh(batch["x0"], t, batch["cond"]), want, rtol=1e-4, atol=1e-5)
+    # and loading it back into a LoRA model restores the trainables exactly
+    again = add_lora(toy_model(), LoraConfig(rank=4, alpha=2.0))
+    load_adapter(again, adapter, "adapter.safetensors")
+    torch.testing.assert_close(again(batch["x0"], t, batch["cond"]), want)
+
+
+def test_an_adapter_of_another_rank_is_refused_with_its_name():
+    adapter = adapter_state(add_lora(toy_model(), LoraConfig(rank=4)).state_dict())
+    model = add_lora(toy_model(), LoraConfig(rank=8))
+    with pytest.raises(CheckpointError, match=r"stage1\.safetensors: LoRA rank 4.*rank 8"):
+        load_adapter(model, adapter, "stage1.safetensors")

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from test_stages import toy_preset
 
 import lipforcing.codecs
-import lipforcing.distill.reward
 from lipforcing.config import OptimConfig, tiny_recipe
 from lipforcing.data.preprocess import write_shard
 from lipforcing.distill import recipe
@@ -61,9 +60,13 @@ def test_recipe_chain_writes_checkpoints_and_a_complete_report(tmp_path, monkeyp
     sync = lambda video, audio: video.mean(dim=(1, 2, 3, 4)) + audio.mean(dim=(1, 2))  # noqa: E731
     monkeypatch.setattr(recipe, "sync_function", lambda net: sync)
     monkeypatch.setattr(
-        lipforcing.distill.reward,
-        "syncnet_reward",
-        lambda codec, net: lambda x0, batch: sync(codec.decode(x0), batch["audio"]),
+        recipe,
+        "stage2_reward",
+        lambda data, net, cfg: (
+            None
+            if cfg.reward is None
+            else lambda x0, batch: sync(data.codec.decode(x0), batch["audio"])
+        ),
     )
     opt = OptimConfig(lr=1e-3, warmup_steps=1, batch_size=2, micro_batch=2, steps=2)
     rc = tiny_recipe(quick=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from lipforcing.config import (
@@ -14,6 +15,7 @@ from lipforcing.config import (
     tiny,
 )
 from lipforcing.distill.stages import run_stage1, run_stage2, run_teacher
+from lipforcing.errors import CheckpointError
 from lipforcing.models.checkpoints import load_checkpoint
 
 
@@ -62,6 +64,7 @@ def test_teacher_stage1_stage2_run_and_skip_when_done(tmp_path):
         optim=dataclasses.replace(opt, steps=1, betas=(0.0, 0.999)), critic_steps=2, num_chunks=2
     )
     s2 = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2", reward_fn=reward)
+    ema, _ = load_checkpoint(s2.with_name("student_ema.safetensors"))  # EMA beside it
     t_model, t_preset = load_checkpoint(teacher)
     s1_model, s_preset = load_checkpoint(s1)
     s2_model, _ = load_checkpoint(s2)
@@ -106,6 +109,7 @@ def test_stage2_drop_mode_overrides_the_checkpoint_preset(tmp_path, monkeypatch)
     )
     s2 = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2")
     assert modes and set(modes) == {"audio"}
+    assert load_checkpoint(s2)[1].schedule.window_lo == preset.schedule.window_lo
     assert load_checkpoint(s1)[1].schedule.drop_mode == "all"
     assert load_checkpoint(s2)[1].schedule.drop_mode == "audio"
 
@@ -135,3 +139,73 @@ def test_teacher_starts_from_init_weights(tmp_path):
     ):
         assert torch.equal(a, b), name
         assert not torch.equal(a, c) or a.numel() == 0, name
+
+
+def tiny_opt(**kw):
+    return OptimConfig(lr=1e-3, warmup_steps=0, batch_size=2, micro_batch=2, steps=1, **kw)
+
+
+def test_lora_stages_save_adapters_alone_and_continue_from_them(tmp_path):
+    """Stage 1 with LoRA writes the adapter alone (naming its base); Stage 2 trains the same
+    LoRA from it, with a LoRA critic; the stage-2 adapter and its EMA are adapters too."""
+    from safetensors import safe_open
+
+    from lipforcing.config import LoraConfig
+
+    preset = toy_preset()
+    cache = toy_cache(preset)
+    teacher = run_teacher(
+        cache, preset, TeacherTrainConfig(optim=tiny_opt(), latent_frames=6), tmp_path / "t"
+    )
+    lora = LoraConfig(rank=4, alpha=2.0)
+    s1 = run_stage1(
+        cache,
+        teacher,
+        DiffusionForcingConfig(optim=tiny_opt(), latent_frames=6, lora=lora),
+        tmp_path / "s1",
+    )
+    with safe_open(str(s1), "pt") as f:
+        keys, meta = set(f.keys()), f.metadata()
+    assert meta["rank"] == "4" and all(
+        "lora_" in k or k.startswith(("audio_", "patch_")) for k in keys
+    )
+    dmd = DMDConfig(
+        optim=tiny_opt(betas=(0.0, 0.999)), critic_steps=1, num_chunks=2, lora=lora, reward=None
+    )
+    s2 = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2")
+    with safe_open(str(s2), "pt") as f:
+        assert set(f.keys()) == keys
+    assert s2.with_name("student_ema.safetensors").is_file()
+    other = dataclasses.replace(dmd, lora=LoraConfig(rank=8, alpha=2.0))
+    with pytest.raises(
+        CheckpointError, match=r"student.safetensors: LoRA rank 4, but the recipe trains rank 8"
+    ):
+        run_stage2(cache, s1, teacher, other, tmp_path / "s2b")
+
+
+def test_a_critic_of_the_wrong_width_is_refused_before_any_step(tmp_path):
+    """A teacher wider than the student, and no student-scale critic given: the critic would
+    start from the teacher's weights by accident."""
+    preset = toy_preset()
+    wide = dataclasses.replace(preset, model=dataclasses.replace(preset.model, dim=64, ffn_dim=128))
+    cache = toy_cache(preset)
+    opt = tiny_opt()
+    teacher = run_teacher(
+        cache, wide, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "t"
+    )
+    small = run_teacher(
+        cache, preset, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "small"
+    )
+    s1 = run_stage1(
+        cache, small, DiffusionForcingConfig(optim=opt, latent_frames=6), tmp_path / "s1"
+    )
+    dmd = DMDConfig(optim=tiny_opt(betas=(0.0, 0.999)), critic_steps=1, num_chunks=2, reward=None)
+    with pytest.raises(
+        CheckpointError,
+        match=r"critic weights .*teacher.safetensors have width 64.*student's scale \(width 32\)",
+    ):
+        run_stage2(cache, s1, teacher, dmd, tmp_path / "s2")
+    assert not (tmp_path / "s2" / "checkpoint").exists()  # nothing ran
+    # the cross-scale run: wide teacher, student-scale critic
+    out = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2", critic_path=small)
+    assert out.is_file()

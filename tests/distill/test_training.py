@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import torch
 import torch.multiprocessing as mp
-from distill_helpers import dist_worker, toy_batch, toy_model, toy_step
+from distill_helpers import dist_worker, toy_batch, toy_model, train_toy
 
-from lipforcing.config import CausalConfig, OptimConfig, ScheduleConfig
+from lipforcing.config import CausalConfig, DiffusionForcingConfig, OptimConfig, ScheduleConfig
 from lipforcing.diffusion.schedules import shifted_timesteps
-from lipforcing.distill.diffusion_forcing import chunk_times, drop_conditions
-from lipforcing.distill.loop import train
+from lipforcing.distill.diffusion_forcing import chunk_times, drop_conditions, time_set
+from lipforcing.distill.draws import Draws
 
 CFG = OptimConfig(lr=1e-3, warmup_steps=2, batch_size=2, micro_batch=1, steps=5)
 
 
 def test_resumed_run_reproduces_the_uninterrupted_loss_trace(tmp_path):
     full_model = toy_model()
-    full = train(full_model, toy_step, CFG, tmp_path / "a", save_every=1)
+    full = train_toy(full_model, CFG, tmp_path / "a", save_every=1)
     part_model = toy_model()
-    first = train(part_model, toy_step, CFG, tmp_path / "b", save_every=1, stop_at=2)
+    first = train_toy(part_model, CFG, tmp_path / "b", save_every=1, stop_at=2)
     resumed_model = toy_model(seed=5)  # fresh weights: everything must come from the state
-    trace = train(resumed_model, toy_step, CFG, tmp_path / "b", save_every=1)
+    trace = train_toy(resumed_model, CFG, tmp_path / "b", save_every=1)
     assert first == full[:2]
     assert trace == full  # bit-exact
     for a, b in zip(full_model.parameters(), resumed_model.parameters()):
@@ -33,7 +33,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
     two = torch.load(out)
     model = toy_model()
     cfg = OptimConfig(lr=1e-3, warmup_steps=0, batch_size=4, micro_batch=2, steps=2)
-    one = train(model, toy_step, cfg, None)
+    one = train_toy(model, cfg)
     for k, v in model.state_dict().items():
         torch.testing.assert_close(
             two["params"][k], v, rtol=1e-4, atol=1e-5
@@ -45,8 +45,9 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
 
 
 def test_stage1_times_are_per_chunk_from_the_student_grid():
-    g = torch.Generator().manual_seed(0)
-    t = chunk_times(64, 9, CausalConfig(), ScheduleConfig(), g)  # (B, F)
+    d = Draws.for_micro_batch(0, 0, 0, 64)
+    times = time_set(DiffusionForcingConfig(), CausalConfig(), ScheduleConfig())
+    t = chunk_times(times, 9, 3, d)  # (B, F)
     taus = shifted_timesteps(50, 5.0)
     grid = {round(float(taus[0]), 6), round(float(taus[30]), 6)}
     assert t.shape == (64, 9)
@@ -56,10 +57,17 @@ def test_stage1_times_are_per_chunk_from_the_student_grid():
     assert 0.3 < float((t == 1.0).float().mean()) < 0.7  # both values drawn
 
 
+def test_release_stage1_times_are_0999_0769_and_clean_context():
+    cfg = DiffusionForcingConfig(times="grid_and_clean")
+    times = time_set(cfg, CausalConfig(), ScheduleConfig())
+    assert [round(float(v), 3) for v in times] == [0.999, 0.769, 0.0]  # the release's t_list
+    t = chunk_times(times, 21, 3, Draws.for_micro_batch(0, 0, 0, 300))
+    assert abs(float((t == 0).float().mean()) - 1 / 3) < 0.05  # a third of chunks are clean
+
+
 def test_cfg_dropout_rates_and_modes():
     cond = toy_batch(4000, 1)["cond"]
-    g = torch.Generator().manual_seed(0)
-    d = drop_conditions(cond, 0.1, 0.1, g)
+    d = drop_conditions(cond, 0.1, 0.1, Draws.for_micro_batch(0, 0, 0, 4000))
     audio_gone = d.audio.flatten(1).abs().sum(1) == 0
     refs_gone = d.ref.flatten(1).abs().sum(1) == 0
     assert torch.all(d.ref_seq.flatten(1).abs().sum(1)[refs_gone] == 0)

@@ -54,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lipforcing.cli.train_teacher import with_steps
-    from lipforcing.config import get_preset, tiny_recipe
+    from lipforcing.config import get_preset, tiny_recipe, with_overrides
     from lipforcing.distill import recipe
 
     torch.set_num_threads(args.threads)
@@ -65,14 +64,14 @@ def run(args: argparse.Namespace) -> int:
     s2 = dataclasses.replace(
         rc.stage2,
         guidance=args.guidance,
-        reward=not args.no_reward,
+        reward=None if args.no_reward else rc.stage2.reward,
         drop_mode=args.drop_mode or rc.stage2.drop_mode,
     )
     rc = dataclasses.replace(
         rc,
-        teacher=with_steps(rc.teacher, args.teacher_steps),
-        stage1=with_steps(rc.stage1, args.stage1_steps),
-        stage2=with_steps(s2, args.stage2_steps),
+        teacher=with_overrides(rc.teacher, args.teacher_steps),
+        stage1=with_overrides(rc.stage1, args.stage1_steps),
+        stage2=with_overrides(s2, args.stage2_steps),
     )
     preset = get_preset(rc.preset)
     t0 = time.perf_counter()

@@ -1,5 +1,7 @@
-"""Stage 1, Diffusion Forcing: a block-causal student initialised from a teacher checkpoint,
-trained on a latent cache with per-chunk times from the student grid. Resumes from OUT/state.pt."""
+"""Stage 1, Diffusion Forcing: a block-causal student initialised from its own weights (the
+teacher at the tiny preset, OmniAvatar at Wan scale), trained on a latent cache with per-chunk
+times. With a LoRA recipe (paper-14b, release-14b) the output is the adapter alone.
+Resumes from OUT/checkpoint."""
 
 from __future__ import annotations
 
@@ -12,36 +14,32 @@ from OUT/state.pt."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--latents", required=True, help="latent cache (.pt) of training windows")
-    parser.add_argument("--teacher", required=True, help="teacher .safetensors")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--recipe", choices=["tiny", "tiny-quick", "paper"], default="tiny")
-    parser.add_argument("--steps", type=int, help="override optimiser steps")
-    parser.add_argument("--micro-batch", type=int, help="override samples per process per pass")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    from lipforcing.cli.train_common import add_stage_arguments
+
+    add_stage_arguments(parser)
+    parser.add_argument(
+        "--init", "--teacher", dest="init", required=True, help="init weights (.safetensors)"
+    )
+    parser.add_argument("--init-adapter", help="LoRA adapter the student's LoRA starts from")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
-    from lipforcing.cli.train_teacher import recipe_config, with_steps
-    from lipforcing.distill.distributed import init_distributed
-    from lipforcing.distill.latents import load_cache
+    from lipforcing.cli.train_common import save_every, stage_config, start
     from lipforcing.distill.stages import run_stage1
-    from lipforcing.errors import UserError
 
-    torch.set_num_threads(args.threads)
-    init_distributed()  # torchrun: gloo on CPU, NCCL on GPU; a single process otherwise
-    for p in (args.latents, args.teacher):
-        if not Path(p).is_file():
-            raise UserError(f"{p}: no such file")
-    cfg = with_steps(recipe_config(args.recipe).stage1, args.steps, args.micro_batch)
-    print(
-        run_stage1(
-            load_cache(args.latents), Path(args.teacher), cfg, Path(args.out), seed=args.seed
-        )
+    cfg = stage_config(args, "stage1")
+    cache = start(args, args.init, args.init_adapter)
+    adapter = Path(args.init_adapter) if args.init_adapter else None
+    path = run_stage1(
+        cache,
+        Path(args.init),
+        cfg,
+        Path(args.out),
+        seed=args.seed,
+        init_adapter=adapter,
+        **save_every(args, 100),
     )
+    print(path)
     return 0

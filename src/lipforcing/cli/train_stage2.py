@@ -1,5 +1,10 @@
 """Stage 2, Self Forcing DMD with Sync-Window CFG and the SyncNet reward, on a latent cache.
-Ablations: --guidance static|window|none, --no-reward. Resumes from OUT/state.pt."""
+
+Teacher, critic and student each come from their own weights (e.g. a 14B teacher with a 1.3B
+student and a 1.3B critic). The reward is our LipSyncNet (``--syncnet DIR/syncnet.safetensors``)
+or syncnet_python's SyncNet-v2 (``--syncnet syncnet_v2.model``, scored on the decoded crops
+against the raw waveform). Ablations: --guidance static|window|none, --no-reward.
+Resumes from OUT/checkpoint."""
 
 from __future__ import annotations
 
@@ -11,59 +16,62 @@ Ablations: --guidance static|window|none, --no-reward. Resumes from OUT/state.pt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--latents", required=True, help="latent cache (.pt) of training windows")
-    parser.add_argument("--student", required=True, help="Stage-1 student .safetensors")
-    parser.add_argument("--teacher", required=True, help="teacher .safetensors")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--codec", help="codec for the reward (default: shipped tiny codec)")
-    parser.add_argument("--syncnet", help="SyncNet checkpoint for the reward")
-    parser.add_argument("--guidance", choices=["window", "static", "none"], default="window")
+    from lipforcing.cli.train_common import add_stage_arguments
+
+    add_stage_arguments(parser)
+    parser.add_argument("--student", required=True, help="Stage-1 student (or its adapter)")
+    parser.add_argument("--teacher", required=True, help="frozen teacher .safetensors")
+    parser.add_argument("--critic", help="critic init weights (default: the teacher's)")
+    parser.add_argument("--critic-adapter", help="LoRA adapter the critic's LoRA starts from")
+    parser.add_argument("--codec", help="codec decoding rollouts for the reward (default: tiny)")
+    parser.add_argument("--syncnet", help="reward network: LipSyncNet or syncnet_v2.model")
+    parser.add_argument("--guidance", choices=["window", "static", "none"])
     parser.add_argument("--no-reward", action="store_true", help="unweighted DMD loss")
-    parser.add_argument("--recipe", choices=["tiny", "tiny-quick", "paper"], default="tiny")
-    parser.add_argument("--steps", type=int, help="override student updates")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    import torch
-
-    from lipforcing.cli.train_teacher import recipe_config, with_steps
-    from lipforcing.distill.distributed import init_distributed
-    from lipforcing.distill.latents import load_cache
+    from lipforcing.cli.train_common import save_every, stage_config, start
     from lipforcing.distill.stages import run_stage2
     from lipforcing.errors import UserError
 
-    torch.set_num_threads(args.threads)
-    init_distributed()  # torchrun: gloo on CPU, NCCL on GPU; a single process otherwise
-    for p in (args.latents, args.student, args.teacher):
-        if not Path(p).is_file():
-            raise UserError(f"{p}: no such file")
-    cfg = with_steps(recipe_config(args.recipe).stage2, args.steps)
-    cfg = dataclasses.replace(cfg, guidance=args.guidance, reward=not args.no_reward)
-    reward = None
-    if cfg.reward:
-        if not args.syncnet:
-            raise UserError("the reward needs --syncnet (or pass --no-reward)")
-        from lipforcing.codecs import load_codec
-        from lipforcing.distill.recipe import load_syncnet, shipped_codec
-        from lipforcing.distill.reward import syncnet_reward
-
-        reward = syncnet_reward(
-            load_codec(args.codec or shipped_codec()), load_syncnet(args.syncnet)
-        )
-    print(
-        run_stage2(
-            load_cache(args.latents),
-            Path(args.student),
-            Path(args.teacher),
-            cfg,
-            Path(args.out),
-            seed=args.seed,
-            reward_fn=reward,
-        )
+    cfg = stage_config(args, "stage2")
+    if args.guidance:
+        cfg = dataclasses.replace(cfg, guidance=args.guidance)
+    if args.no_reward:
+        cfg = dataclasses.replace(cfg, reward=None)
+    if cfg.reward is not None and not args.syncnet:
+        raise UserError("the reward needs --syncnet (or pass --no-reward)")
+    files = (args.student, args.teacher, args.critic, args.critic_adapter, args.syncnet)
+    cache = start(args, *files)
+    reward = _reward(args, cfg, cache) if cfg.reward is not None else None
+    path = run_stage2(
+        cache,
+        Path(args.student),
+        Path(args.teacher),
+        cfg,
+        Path(args.out),
+        seed=args.seed,
+        reward_fn=reward,
+        critic_path=Path(args.critic) if args.critic else None,
+        critic_adapter=Path(args.critic_adapter) if args.critic_adapter else None,
+        **save_every(args, 10),
     )
+    print(path)
     return 0
+
+
+def _reward(args, cfg, cache):
+    """The reward network and codec (frozen), checked against the cache's audio."""
+    from lipforcing.codecs import load_codec
+    from lipforcing.distill.recipe import shipped_codec
+    from lipforcing.distill.reward import check_reward_inputs, load_reward_syncnet, syncnet_reward
+
+    syncnet = load_reward_syncnet(args.syncnet)
+    check_reward_inputs(syncnet, cache)
+    codec = load_codec(args.codec or shipped_codec())
+    for p in codec.parameters() if hasattr(codec, "parameters") else ():
+        p.requires_grad_(False)
+    return syncnet_reward(codec, syncnet, cfg.reward)

@@ -48,8 +48,9 @@ class ShardDataset(Dataset):
     """Training windows over the shards in ``root`` (folders with ``meta.json``).
 
     Each item is a dict: ``video`` (3, T, S, S), ``audio`` (T, A), ``ref`` (3, S, S),
-    ``ref_seq`` (3, T, S, S) float32 (video in [-1, 1]), ``mask`` (S, S) float32, and
-    ``shard``/``start``/``ref_index``/``ref_start`` for bookkeeping.
+    ``ref_seq`` (3, T, S, S) float32 (video in [-1, 1]), ``mask`` (S, S) float32, ``wave``
+    (T * sample_rate / fps,) the window's raw soundtrack (when the shard has ``audio.npy``),
+    and ``shard``/``start``/``ref_index``/``ref_start`` for bookkeeping.
     """
 
     def __init__(
@@ -103,7 +104,7 @@ class ShardDataset(Dataset):
         total, n = len(arrays["crops"]), self.frames
         ref_start = self._outside(rng, total, w.start, n)
         ref_index = self._outside(rng, total, w.start, 1)
-        return {
+        item = {
             "video": _to_video(arrays["crops"][w.start : w.start + n]),  # (3, T, S, S)
             "audio": torch.from_numpy(np.array(arrays["audio_features"][w.start : w.start + n])),
             "ref": _to_video(arrays["crops"][ref_index : ref_index + 1])[:, 0],  # (3, S, S)
@@ -114,6 +115,18 @@ class ShardDataset(Dataset):
             "ref_index": ref_index,
             "ref_start": ref_start,
         }
+        if "audio" in arrays:  # the raw soundtrack of the window (the reward's own audio)
+            item["wave"] = self._wave(w, arrays["audio"], self.shards[w.shard][1])
+        return item
+
+    def _wave(self, w: Window, audio: np.ndarray, meta: dict) -> torch.Tensor:
+        """(T * sample_rate / fps,) float32 samples of the window, zero-padded at the end."""
+        per_frame = meta.get("sample_rate", 16_000) / meta.get("fps", 25.0)
+        lo, n = round(w.start * per_frame), round(self.frames * per_frame)
+        wave = np.zeros(n, np.float32)
+        part = np.asarray(audio[lo : lo + n], np.float32)
+        wave[: len(part)] = part
+        return torch.from_numpy(wave)
 
 
 __all__ = ["ShardDataset", "Window", "window_frames"]

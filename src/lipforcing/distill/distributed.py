@@ -61,10 +61,18 @@ def average_gradients(model: nn.Module) -> None:
             p.grad /= world
 
 
-def all_mean(value: float) -> float:
-    """Mean of a scalar metric over processes."""
+def all_mean(values: dict[str, float]) -> dict[str, float]:
+    """Mean of scalar metrics over processes (one all-reduce; every rank has the same keys)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
     dist.all_reduce(t)
-    return float(t) / dist.get_world_size()
+    return {k: float(v) / dist.get_world_size() for k, v in zip(keys, t)}
+
+
+def world_info() -> tuple[int, int]:
+    """(rank, world size) of the current process group; (0, 1) without one."""
+    if not dist.is_initialized():
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()

@@ -3,9 +3,10 @@
 A cache is one ``.pt`` file with stacked tensors (N items):
 ``x0`` (N, C, F, h, w) clean latents of the window, ``masked`` (N, C, F, h, w) latents of the
 mouth-blanked window, ``ref`` (N, C, 1, h, w) one reference frame, ``ref_seq`` (N, C, F, h, w),
-``audio`` (N, T, A) per-video-frame features, ``mask`` (S, S) crop-pixel mouth mask, and
-optionally ``video`` (N, 3, T, S, S) uint8 ground-truth crops (evaluation sets).
-Batches are drawn by index, so the data position of a run is just its step counter.
+``audio`` (N, T, A) per-video-frame features, ``mask`` (S, S) crop-pixel mouth mask,
+``wave`` (N, L) the window's raw soundtrack (the reward's own audio input) with
+``samples_per_frame`` (int), and optionally ``video`` (N, 3, T, S, S) uint8 ground-truth crops
+(evaluation sets). Batches are drawn by index, so the data position of a run is just its step.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from lipforcing.config import References
 from lipforcing.data.conditions import assemble_cond, mask_pixels
+from lipforcing.distill.draws import Draws
+
+CACHE_KEYS = ("x0", "masked", "ref", "ref_seq", "audio", "mask")
 
 
 @torch.no_grad()
 def encode_dataset(dataset, codec, *, keep_video: bool = False, batch: int = 4) -> dict:
     """Encode every item of a :class:`ShardDataset` into the cache layout above."""
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x0", "masked", "ref", "ref_seq", "audio")}
-    videos = []
+    videos, waves = [], []
     mask = None
     for start in tqdm(range(0, len(dataset), batch), desc="encode", leave=False):
         items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
@@ -34,10 +39,15 @@ def encode_dataset(dataset, codec, *, keep_video: bool = False, batch: int = 4) 
         parts["ref"].append(codec.encode(torch.stack([it["ref"] for it in items])[:, :, None]))
         parts["ref_seq"].append(codec.encode(torch.stack([it["ref_seq"] for it in items])))
         parts["audio"].append(torch.stack([it["audio"] for it in items]).float())
+        if all("wave" in it for it in items):
+            waves.append(torch.stack([it["wave"] for it in items]))
         if keep_video:
             videos.append(((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
     cache = {k: torch.cat(v) for k, v in parts.items()}
     cache["mask"] = mask
+    if waves and sum(len(w) for w in waves) == len(dataset):
+        cache["wave"] = torch.cat(waves)
+        cache["samples_per_frame"] = cache["wave"].shape[1] // cache["audio"].shape[1]
     if keep_video:
         cache["video"] = torch.cat(videos)
     return cache
@@ -51,35 +61,52 @@ def save_cache(cache: dict, path: str | Path) -> None:
 
 
 def load_cache(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A latent cache (tensors and ints only: ``torch.load(weights_only=True)``)."""
+    from lipforcing.errors import UserError
+
+    try:
+        cache = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: not a readable latent cache ({str(e).splitlines()[0]})") from None
+    missing = [k for k in CACHE_KEYS if not isinstance(cache, dict) or k not in cache]
+    if missing:
+        raise UserError(f"{path}: not a latent cache (missing {', '.join(missing)})")
+    return cache
 
 
-def make_batch(cache: dict, index: Tensor, pack: int, latent_frames: int | None = None) -> dict:
-    """Batch {x0, cond, audio, index} of the cache items ``index`` (first ``latent_frames``)."""
+def make_batch(
+    cache: dict,
+    index: Tensor,
+    pack: int,
+    latent_frames: int | None = None,
+    references: References = "random",
+) -> dict:
+    """Batch {x0, cond, audio, index[, wave]} of the cache items ``index`` (first F frames).
+
+    ``references="window_first"`` (release) conditions on the window's own first latent frame
+    instead of the cache's reference frame.
+    """
     f = latent_frames or cache["x0"].shape[2]
     t = 1 + pack * (f - 1)
     x0 = cache["x0"][index][:, :, :f]
     audio = cache["audio"][index][:, :t]
+    ref = x0[:, :, :1] if references == "window_first" else cache["ref"][index]
     cond = assemble_cond(
         masked=cache["masked"][index][:, :, :f],
-        ref_frame=cache["ref"][index],
+        ref_frame=ref,
         ref_seq=cache["ref_seq"][index][:, :, :f],
         mask=cache["mask"],
         audio=audio,
         pack=pack,
     )
-    return {"x0": x0, "cond": cond, "audio": audio, "index": index}
+    batch = {"x0": x0, "cond": cond, "audio": audio, "index": index}
+    if "wave" in cache:
+        batch["wave"] = cache["wave"][index][:, : t * int(cache["samples_per_frame"])]
+    return batch
 
 
-def micro_generator(seed: int, step: int, micro: int) -> torch.Generator:
-    """The generator of global micro-batch ``micro`` of optimiser step ``step``.
-
-    Data indices, noise and times of a micro-batch are a pure function of (seed, step, micro),
-    so a resumed run and a run split over processes draw exactly the same samples.
-    """
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 10_007 + micro)
-
-
-def batch_indices(n: int, size: int, generator: torch.Generator) -> Tensor:
-    """``size`` item indices in [0, n)."""
-    return torch.randint(n, (size,), generator=generator)
+def draw_batch(
+    cache: dict, draws: Draws, pack: int, latent_frames: int, references: References = "random"
+) -> dict:
+    """The micro-batch of ``draws``: one uniformly drawn cache item per sample generator."""
+    return make_batch(cache, draws.randint(cache["x0"].shape[0]), pack, latent_frames, references)

@@ -15,7 +15,9 @@ def make_optimizer(
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over trainable params + linear warm-up over ``cfg.warmup_steps`` steps."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr or cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        params, lr=cfg.lr if lr is None else lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+    )
     warm = max(cfg.warmup_steps, 0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0
@@ -35,11 +37,12 @@ def optimizer_step(model: nn.Module, opt, sched, grad_clip: float) -> float:
     return float(norm)
 
 
-def accumulation(cfg: OptimConfig, world: int) -> int:
-    """Micro-batches per process per step so that world * micro * k == batch_size."""
-    per = cfg.micro_batch * world
-    if cfg.batch_size % per:
+def accumulation(batch_size: int, micro_batch: int, world: int) -> int:
+    """Micro-batches per process per step so that world * micro_batch * k == batch_size."""
+    per = micro_batch * world
+    if batch_size % per:
         raise UserError(
-            f"batch {cfg.batch_size} not divisible by micro {cfg.micro_batch} x {world}"
+            f"batch size {batch_size} is not a multiple of micro-batch {micro_batch} x "
+            f"{world} process(es)"
         )
-    return cfg.batch_size // per
+    return batch_size // per

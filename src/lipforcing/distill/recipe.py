@@ -9,15 +9,15 @@ Data: training clips use SynthTalk seeds [seed * 100_000, ...), held-out clips s
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lipforcing.config import PresetConfig, RecipeConfig
+from lipforcing.config import DMDConfig, PresetConfig, RecipeConfig, RewardConfig, with_overrides
 from lipforcing.distill.distributed import print0
 from lipforcing.distill.latents import encode_dataset, load_cache, make_batch, save_cache
 from lipforcing.distill.stages import run_stage1, run_stage2, run_teacher
-from lipforcing.errors import UserError
 
 CLIP_SECONDS = 4.0  # 100 frames: 4 training windows of 21 frames (+ references) per clip
 
@@ -58,24 +58,31 @@ def load_syncnet(path: str | Path):
 
 
 def load_or_train_syncnet(out: Path, shards: Path, syncnet_path: str | None, quick: bool):
-    """Our LipSyncNet: given path, or trained with ``lipforcing train syncnet``; None (with a
-    message) when the evaluation part is not installed, so the chain still yields a student."""
+    """Our LipSyncNet: the given checkpoint, or trained here (library calls) on the training
+    shards; None (with a message) when the evaluation part is not installed."""
     try:
-        import lipforcing.evaluation.sync  # noqa: F401
-        import lipforcing.evaluation.syncnet  # noqa: F401
+        from lipforcing.evaluation import syncnet_train
     except ImportError as e:
         print0(f"syncnet: unavailable ({e}); Stage 2 runs without reward, no sync metrics")
         return None
     path = Path(syncnet_path) if syncnet_path else out / "syncnet" / "syncnet.safetensors"
     if not path.exists():
-        from lipforcing.cli.main import main
-
-        argv = ["train", "syncnet", str(shards), "--out", str(path.parent)]
-        if quick:
-            argv.append("--quick")
-        if main(argv) != 0:
-            raise UserError("SyncNet training failed")
+        train_syncnet(shards, path, syncnet_train.SyncNetTrainConfig(steps=200 if quick else 1500))
     return load_syncnet(path)
+
+
+def train_syncnet(shards: Path, path: Path, cfg) -> None:
+    """Train our LipSyncNet on every shard under ``shards`` and write it to ``path``."""
+    from lipforcing.cli.train_syncnet import find_shards
+    from lipforcing.data.preprocess import load_shard
+    from lipforcing.evaluation import syncnet_train
+    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig, save_syncnet
+
+    clips = [syncnet_train.Clip.from_arrays(load_shard(d)[0]) for d in find_shards([str(shards)])]
+    torch.manual_seed(cfg.seed)
+    model = LipSyncNet(LipSyncNetConfig(n_mels=clips[0].feats.shape[1] // 20))
+    syncnet_train.train_syncnet(model, clips, cfg, path.parent / "state.pt")
+    save_syncnet(model.eval(), path, {"steps": cfg.steps, "train_shards": len(clips)})
 
 
 def sync_function(syncnet):
@@ -87,6 +94,166 @@ def sync_function(syncnet):
         return sync_confidence(syncnet, video, audio)
 
     return fn
+
+
+@dataclass
+class RecipeData:
+    """The codec and the latent caches of the training and held-out windows."""
+
+    codec: object
+    train_shards: Path
+    train: dict
+    test: dict
+
+
+def prepare_data(
+    out: Path,
+    preset: PresetConfig,
+    frames: int,
+    *,
+    seed: int,
+    codec_path: str | None,
+    train_clips: int,
+    test_clips: int,
+) -> RecipeData:
+    """1. SynthTalk shards (new identities and speech for the held-out set), latent caches."""
+    from lipforcing.codecs import load_codec
+
+    codec = load_codec(codec_path or shipped_codec())
+    train_shards = make_shards(out, preset, train_clips, seed * 100_000, "train")
+    test_shards = make_shards(out, preset, test_clips, seed * 100_000 + 50_000, "test")
+    train = latent_cache(out, train_shards, codec, frames, "train", keep_video=False)
+    test = latent_cache(out, test_shards, codec, frames, "test", keep_video=True)
+    print0(f"data: {train['x0'].shape[0]} training windows, {test['x0'].shape[0]} held-out")
+    return RecipeData(codec, train_shards, train, test)
+
+
+def train_chain(rc: RecipeConfig, preset, data: RecipeData, out: Path, syncnet, seed: int):
+    """2. Teacher, Stage 1 (from the teacher), Stage 2 (with the reward when a SyncNet is
+    available); returns (teacher, stage-1 student, student) checkpoint paths."""
+    teacher = run_teacher(data.train, preset, rc.teacher, out / "teacher", seed=seed)
+    s1 = run_stage1(data.train, teacher, rc.stage1, out / "stage1", seed=seed)
+    reward = stage2_reward(data, syncnet, rc.stage2)
+    s2 = run_stage2(data.train, s1, teacher, rc.stage2, out / "stage2", seed=seed, reward_fn=reward)
+    return teacher, s1, s2
+
+
+def stage2_reward(data: RecipeData, syncnet, cfg: DMDConfig):
+    """The reward of a Stage-2 config, checked against the cache before any step."""
+    from lipforcing.distill.reward import check_reward_inputs, syncnet_reward
+
+    if syncnet is None or cfg.reward is None:
+        return None
+    check_reward_inputs(syncnet, data.train)
+    return syncnet_reward(data.codec, syncnet, cfg.reward)
+
+
+class HeldOut:
+    """3. Held-out evaluation: every model on the same windows and noise, in one process."""
+
+    def __init__(self, data: RecipeData, preset: PresetConfig, syncnet) -> None:
+        self.data, self.preset = data, preset
+        n = data.test["x0"].shape[0]
+        self.batch = make_batch(data.test, torch.arange(n), preset.model.audio_pack_frames)
+        self.gt, self.mask = data.test["video"], data.test["mask"]
+        self.sync = sync_function(syncnet)
+
+    def score(self, generate, batch: dict | None = None) -> dict:
+        from lipforcing.distill.evaluate import evaluate
+
+        batch = batch or self.batch
+        return evaluate(generate, self.data.codec, batch, self.gt, self.mask, self.sync)
+
+    def student(self, model, preset, batch: dict | None = None) -> dict:
+        from lipforcing.distill.evaluate import generate_student
+
+        return self.score(lambda c, z: generate_student(model, c, z, preset), batch)
+
+    def teacher(self, model, batch: dict | None = None) -> dict:
+        from lipforcing.distill.evaluate import generate_teacher
+
+        cfg = self.preset.schedule.teacher_cfg
+        return self.score(lambda c, z: generate_teacher(model, c, z, self.preset, cfg), batch)
+
+    def references(self) -> dict:
+        """Codec reconstruction, ground truth, and ground truth against another clip's speech."""
+        from lipforcing.distill.evaluate import mouth_metrics
+
+        gtf = self.gt.float() / 127.5 - 1
+        with torch.no_grad():
+            recon = self.data.codec.decode(self.batch["x0"]).clamp(-1, 1)[:, :, : gtf.shape[2]]
+        out = {"codec_reconstruction": mouth_metrics(recon, gtf, self.mask)}
+        if self.sync is not None:
+            audio = self.batch["audio"]
+            out["ground_truth"] = {"sync": float(self.sync(gtf, audio).mean())}
+            out["codec_reconstruction"]["sync"] = float(self.sync(recon, audio).mean())
+            wrong = audio.roll(1, dims=0)  # another clip's speech: the unsynced reference
+            out["ground_truth_wrong_audio"] = {"sync": float(self.sync(gtf, wrong).mean())}
+        return out
+
+    def dubbing_batch(self) -> dict:
+        """Every window driven by another held-out clip's speech."""
+        b = self.batch
+        cond = dataclasses.replace(b["cond"], audio=b["cond"].audio.roll(1, dims=0))
+        return {**b, "audio": b["audio"].roll(1, dims=0), "cond": cond}
+
+
+def evaluate_chain(held: HeldOut, paths) -> dict:
+    """Teacher, Stage-1 student and student on the held-out windows, plus the references."""
+    from lipforcing.models.checkpoints import load_checkpoint
+
+    teacher_path, s1, s2 = paths
+    teacher, _ = load_checkpoint(teacher_path)
+    student, spreset = load_checkpoint(s2)
+    stage1_student, _ = load_checkpoint(s1)
+    report = {
+        "teacher": held.teacher(teacher),
+        "student": held.student(student, spreset),
+        "stage1_student": held.student(stage1_student, spreset),
+        **held.references(),
+    }
+    report["speedup"] = report["student"]["fps"] / report["teacher"]["fps"]
+    # The dubbing case: the unmodified source against the new speech is the baseline.
+    if held.sync is not None and held.batch["x0"].shape[0] > 1:
+        dub = held.dubbing_batch()
+        report["dubbing"] = {
+            "student": held.student(student, spreset, dub)["sync"],
+            "teacher": held.teacher(teacher, dub)["sync"],
+            "unmodified_source": report["ground_truth_wrong_audio"]["sync"],
+        }
+    return report
+
+
+def ablation_arms(stage2: DMDConfig, steps: int) -> dict[str, DMDConfig]:
+    """The paper's Table-2 Stage-2 arms: static CFG, Sync-Window CFG, Sync-Window + reward."""
+    reward = stage2.reward or RewardConfig()
+    arms = {
+        "static_cfg": dataclasses.replace(stage2, guidance="static", reward=None),
+        "sync_window": dataclasses.replace(stage2, guidance="window", reward=None),
+        "sync_window_reward": dataclasses.replace(stage2, guidance="window", reward=reward),
+    }
+    return {k: with_overrides(v, steps=steps) for k, v in arms.items()}
+
+
+def run_ablation(rc, data, held, syncnet, paths, report, out: Path, seed: int, steps: int) -> dict:
+    """Train and score each arm from the same Stage-1 student; an arm whose config equals the
+    main Stage-2 run (same data, seed and start) takes the main student's scores."""
+    from lipforcing.models.checkpoints import load_checkpoint
+
+    teacher_path, s1, _ = paths
+    result: dict = {"steps": steps}
+    for arm, cfg2 in ablation_arms(rc.stage2, steps).items():
+        if cfg2 == rc.stage2:
+            result[arm] = dict(report["student"])
+            result.setdefault("same_as_main_run", []).append(arm)
+            continue
+        reward = stage2_reward(data, syncnet, cfg2)
+        path = run_stage2(
+            data.train, s1, teacher_path, cfg2, out / "ablation" / arm, seed=seed, reward_fn=reward
+        )
+        model, spreset = load_checkpoint(path)
+        result[arm] = held.student(model, spreset)
+    return result
 
 
 def run_recipe(
@@ -108,123 +275,32 @@ def run_recipe(
     CFG, Sync-Window CFG, Sync-Window + reward) for that many student updates each from the
     same Stage-1 student and evaluates them on the held-out windows (``report["ablation"]``).
     """
-    from lipforcing.codecs import load_codec
-    from lipforcing.distill.evaluate import (
-        evaluate,
-        generate_student,
-        generate_teacher,
-        mouth_metrics,
+    data = prepare_data(
+        out,
+        preset,
+        rc.teacher.latent_frames,
+        seed=seed,
+        codec_path=codec_path,
+        train_clips=train_clips or (8 if quick else 32),
+        test_clips=test_clips,
     )
-    from lipforcing.distill.reward import syncnet_reward
-    from lipforcing.models.checkpoints import load_checkpoint
-
-    frames = rc.teacher.latent_frames
-    train_clips = train_clips or (8 if quick else 32)
-    # 1. Data and codec.
-    codec = load_codec(codec_path or shipped_codec())
-    train_shards = make_shards(out, preset, train_clips, seed * 100_000, "train")
-    test_shards = make_shards(out, preset, test_clips, seed * 100_000 + 50_000, "test")
-    train = latent_cache(out, train_shards, codec, frames, "train", keep_video=False)
-    test = latent_cache(out, test_shards, codec, frames, "test", keep_video=True)
-    print0(f"data: {train['x0'].shape[0]} training windows, {test['x0'].shape[0]} held-out")
-    # 2. Teacher, SyncNet, Stage 1, Stage 2.
-    teacher_path = run_teacher(train, preset, rc.teacher, out / "teacher", seed=seed)
-    syncnet = load_or_train_syncnet(out, train_shards, syncnet_path, quick)
-    s1 = run_stage1(train, teacher_path, rc.stage1, out / "stage1", seed=seed)
-    reward = syncnet_reward(codec, syncnet) if syncnet is not None else None
-    s2 = run_stage2(train, s1, teacher_path, rc.stage2, out / "stage2", seed=seed, reward_fn=reward)
-    # 3. Held-out evaluation: same windows, same noise, same process.
-    teacher, _ = load_checkpoint(teacher_path)
-    student, spreset = load_checkpoint(s2)
-    stage1_student, _ = load_checkpoint(s1)
-    n = test["x0"].shape[0]
-    batch = make_batch(test, torch.arange(n), preset.model.audio_pack_frames)
-    gt, mask = test["video"], test["mask"]
-    sync = sync_function(syncnet)
-    cfg = preset.schedule.teacher_cfg
+    syncnet = load_or_train_syncnet(out, data.train_shards, syncnet_path, quick)
+    paths = train_chain(rc, preset, data, out, syncnet, seed)
+    held = HeldOut(data, preset, syncnet)
     report = {
         "preset": preset.name,
         "recipe": dataclasses.asdict(rc),
-        "held_out_windows": n,
-        "teacher": evaluate(
-            lambda c, z: generate_teacher(teacher, c, z, preset, cfg), codec, batch, gt, mask, sync
-        ),
-        "student": evaluate(
-            lambda c, z: generate_student(student, c, z, spreset), codec, batch, gt, mask, sync
-        ),
-        "stage1_student": evaluate(
-            lambda c, z: generate_student(stage1_student, c, z, spreset),
-            codec,
-            batch,
-            gt,
-            mask,
-            sync,
-        ),
+        "held_out_windows": int(held.batch["x0"].shape[0]),
+        **evaluate_chain(held, paths),
     }
-    with torch.no_grad():
-        recon = codec.decode(batch["x0"]).clamp(-1, 1)[:, :, : gt.shape[2]]
-    report["codec_reconstruction"] = mouth_metrics(recon, gt.float() / 127.5 - 1, mask)
-    if sync is not None:
-        audio = batch["audio"]
-        report["ground_truth"] = {"sync": float(sync(gt.float() / 127.5 - 1, audio).mean())}
-        report["codec_reconstruction"]["sync"] = float(sync(recon, audio).mean())
-        shuffled = audio.roll(1, dims=0)  # another clip's speech: the unsynced reference
-        report["ground_truth_wrong_audio"] = {
-            "sync": float(sync(gt.float() / 127.5 - 1, shuffled).mean())
-        }
-    report["speedup"] = report["student"]["fps"] / report["teacher"]["fps"]
-    # The dubbing case: every window driven by another held-out clip's speech. The unmodified
-    # source (ground truth video) against that audio is the baseline the student must beat.
-    if sync is not None and n > 1:
-        dub = make_batch(test, torch.arange(n), preset.model.audio_pack_frames)
-        dub_audio = dub["audio"].roll(1, dims=0)
-        dub_cond = dataclasses.replace(dub["cond"], audio=dub["cond"].audio.roll(1, dims=0))
-        dub = {**dub, "audio": dub_audio, "cond": dub_cond}
-        report["dubbing"] = {
-            "student": evaluate(
-                lambda c, z: generate_student(student, c, z, spreset), codec, dub, gt, mask, sync
-            )["sync"],
-            "teacher": evaluate(
-                lambda c, z: generate_teacher(teacher, c, z, preset, cfg),
-                codec,
-                dub,
-                gt,
-                mask,
-                sync,
-            )["sync"],
-            "unmodified_source": report["ground_truth_wrong_audio"]["sync"],
-        }
     if ablation_steps > 0:
-        arms = {
-            "static_cfg": dataclasses.replace(rc.stage2, guidance="static", reward=False),
-            "sync_window": dataclasses.replace(rc.stage2, guidance="window", reward=False),
-            "sync_window_reward": dataclasses.replace(rc.stage2, guidance="window", reward=True),
-        }
-        report["ablation"] = {"steps": ablation_steps}
-        for arm, cfg2 in arms.items():
-            cfg2 = dataclasses.replace(
-                cfg2, optim=dataclasses.replace(cfg2.optim, steps=ablation_steps)
-            )
-            if cfg2 == rc.stage2:  # same config, data, seed and Stage-1 start: the main run
-                report["ablation"][arm] = dict(report["student"])  # already scored above
-                report["ablation"].setdefault("same_as_main_run", []).append(arm)
-                continue
-            path = run_stage2(
-                train, s1, teacher_path, cfg2, out / "ablation" / arm, seed=seed, reward_fn=reward
-            )
-            model, _ = load_checkpoint(path)
-            report["ablation"][arm] = evaluate(
-                lambda c, z, m=model: generate_student(m, c, z, spreset),
-                codec,
-                batch,
-                gt,
-                mask,
-                sync,
-            )
+        report["ablation"] = run_ablation(
+            rc, data, held, syncnet, paths, report, out, seed, ablation_steps
+        )
     ship = Path(__file__).resolve().parents[1] / "assets" / "tiny"
     report["checkpoints"] = {
-        "teacher": str(teacher_path),
-        "student": str(s2),
+        "teacher": str(paths[0]),
+        "student": str(paths[2]),
         "shipped_dir": str(ship),
     }
     return report

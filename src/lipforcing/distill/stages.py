@@ -1,98 +1,64 @@
 """The three training stages on a pre-encoded latent cache, each resumable from its run folder.
 
 - :func:`run_teacher`: bidirectional flow matching with CFG dropout -> ``teacher.safetensors``.
-- :func:`run_stage1`: Diffusion Forcing of the block-causal student initialised from the
-  teacher -> ``student.safetensors``.
+- :func:`run_stage1`: Diffusion Forcing of the block-causal student from its init weights
+  -> ``student.safetensors``.
 - :func:`run_stage2`: Self Forcing DMD (student + fake-score critic, frozen teacher, optional
-  SyncNet reward) -> ``student.safetensors``.
+  SyncNet reward) -> ``student.safetensors`` and its EMA ``student_ema.safetensors``.
 
-A stage whose final checkpoint exists is skipped; an interrupted one resumes from ``state.pt``.
+All three run :func:`lipforcing.distill.loop.train`; they differ by their step function. A
+stage whose final checkpoint exists is skipped; an interrupted one resumes from its
+distributed checkpoint. With LoRA the outputs are the adapter alone (its JSON names the base).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from lipforcing.config import DiffusionForcingConfig, DMDConfig, PresetConfig, TeacherTrainConfig
-from lipforcing.distill.checkpointing import load_state, save_state
 from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
-from lipforcing.distill.distributed import print0, shard_model
+from lipforcing.distill.distributed import print0, shard_model, world_info
 from lipforcing.distill.dmd import critic_step, student_step
-from lipforcing.distill.latents import batch_indices, make_batch, micro_generator
-from lipforcing.distill.loop import train
-from lipforcing.distill.optim import make_optimizer, optimizer_step
-from lipforcing.distill.reward import RewardFn
+from lipforcing.distill.latents import draw_batch
+from lipforcing.distill.loop import Plan, Trainee, train
+from lipforcing.distill.lora import is_trainable, save_adapter
+from lipforcing.distill.reward import RewardFn, RewardShaper
+from lipforcing.distill.weights import Weights, check_width, load_frozen, load_model
 from lipforcing.models import build_model
-from lipforcing.models.checkpoints import (
-    load_checkpoint,
-    load_weights,
-    read_state_dict,
-    save_checkpoint,
-    student_from_teacher,
-)
+from lipforcing.models.checkpoints import load_weights, read_state_dict, save_checkpoint
 
 
 def _logger(run_dir: Path):
+    if world_info()[0] != 0:
+        return None
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"))
 
     def log(step: int, metrics: dict) -> None:
         for k, v in metrics.items():
-            writer.add_scalar(k, float(v), step)
+            if isinstance(v, int | float):
+                writer.add_scalar(f"{metrics['role']}/{k}", float(v), step)
         writer.flush()
 
     return log
 
 
-def _save_final(path: Path, model: nn.Module, preset: PresetConfig, extra: dict) -> None:
-    """Rank 0 writes the stage's checkpoint; the others wait for it."""
-    import torch.distributed as dist
-
-    if _world()[0] == 0:
-        save_checkpoint(path, model, preset, extra)
-    if dist.is_initialized():
-        dist.barrier()
+def _plan(optim, roles=("model",), iterations=None) -> Plan:
+    return Plan(iterations or optim.steps, optim.batch_size, optim.micro_batch, tuple(roles))
 
 
-def _world() -> tuple[int, int]:
-    """(rank, world size) of the current process group; (0, 1) without one."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _sampler(cache: dict, preset: PresetConfig, micro: int, frames: int):
-    n, pack = cache["x0"].shape[0], preset.model.audio_pack_frames
-
-    def batch(g: torch.Generator) -> dict:
-        return make_batch(cache, batch_indices(n, micro, g), pack, frames)
-
-    return batch
-
-
-def _train_and_save(model, step, cfg, preset, run_dir: Path, final: Path, *, seed: int, stage: str):
-    """Shard, run the resumable loop of one single-model stage, write its final checkpoint."""
-    rank, world = _world()
-    model = shard_model(model)
-    log = _logger(run_dir)
-    losses = train(
-        model, step, cfg.optim, run_dir, seed=seed, rank=rank, world=world, desc=stage, log=log
-    )
-    extra = {
-        "stage": stage,
-        "config": dataclasses.asdict(cfg),
-        "final_loss": losses[-1] if losses else None,
-    }
-    _save_final(final, model, preset, extra)
+def _skip(final: Path, stage: str) -> bool:
+    if final.exists():
+        print0(f"{stage}: {final} exists, skipped")
+        return True
+    return False
 
 
 def run_teacher(
@@ -103,42 +69,76 @@ def run_teacher(
     *,
     seed: int = 0,
     init: str | Path | None = None,
+    save_every: int = 100,
 ) -> Path:
     """Train the bidirectional teacher; returns its checkpoint path.
 
     ``init``: a checkpoint of the same shape (teacher or student: attention masks hold no
     weights) to start from instead of a fresh initialisation (fine-tuning).
     """
-    final = run_dir / "teacher.safetensors"
-    if final.exists():
-        print0(f"teacher: {final} exists, skipped")
+    final = Path(run_dir) / "teacher.safetensors"
+    if _skip(final, "teacher"):
         return final
     preset = preset.with_attention("bidirectional")
-    torch.manual_seed(seed)
-    model = build_model(preset.model)
-    if init is not None:
-        load_weights(model, read_state_dict(init), source="native", strict=True)
-    sample = _sampler(cache, preset, cfg.optim.micro_batch, cfg.latent_frames)
-    step = lambda m, g: teacher_step(m, sample(g), cfg, g)  # noqa: E731
-    _train_and_save(model, step, cfg, preset, run_dir, final, seed=seed, stage="teacher")
+    torch.manual_seed(seed)  # the init (build_model draws from the global generator)
+    model = shard_model(build_model(preset.model))
+    pack = preset.model.audio_pack_frames
+
+    def step(role, draws):
+        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references)
+        return teacher_step(model, batch, cfg, draws)
+
+    trainee = Trainee(model, cfg.optim)
+    result = train(
+        {"model": trainee},
+        step,
+        _plan(cfg.optim),
+        run_dir,
+        seed=seed,
+        save_every=save_every,
+        desc="teacher",
+        log=_logger(run_dir),
+    )
+    _save_final(final, model, preset, _extra("teacher", cfg, result))
     return final
 
 
 def run_stage1(
-    cache: dict, teacher_path: Path, cfg: DiffusionForcingConfig, run_dir: Path, *, seed: int = 0
+    cache: dict,
+    teacher_path: Path,
+    cfg: DiffusionForcingConfig,
+    run_dir: Path,
+    *,
+    seed: int = 0,
+    init_adapter: Path | None = None,
+    save_every: int = 100,
 ) -> Path:
-    """Diffusion Forcing from the teacher's weights; returns the student checkpoint path."""
-    final = run_dir / "student.safetensors"
-    if final.exists():
-        print0(f"stage1: {final} exists, skipped")
+    """Diffusion Forcing from the init weights ``teacher_path`` (the student's own base: the
+    teacher at the tiny preset, OmniAvatar at Wan scale; ``init_adapter`` starts the LoRA)."""
+    final = Path(run_dir) / "student.safetensors"
+    if _skip(final, "stage1"):
         return final
-    model, preset = student_from_teacher(teacher_path)
-    sample = _sampler(cache, preset, cfg.optim.micro_batch, cfg.latent_frames)
+    weights = Weights.of(teacher_path, init_adapter)
+    model, preset = load_model(weights, "block_causal", cfg.lora)
+    model = shard_model(model)
+    pack = preset.model.audio_pack_frames
 
-    def step(m, g):
-        return diffusion_forcing_step(m, sample(g), cfg, preset.causal, preset.schedule, g)
+    def step(role, draws):
+        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references)
+        return diffusion_forcing_step(model, batch, cfg, preset.causal, preset.schedule, draws)
 
-    _train_and_save(model, step, cfg, preset, run_dir, final, seed=seed, stage="stage1")
+    trainee = Trainee(model, cfg.optim, ema=cfg.ema)
+    result = train(
+        {"model": trainee},
+        step,
+        _plan(cfg.optim),
+        run_dir,
+        seed=seed,
+        save_every=save_every,
+        desc="stage1",
+        log=_logger(run_dir),
+    )
+    _save_final(final, model, preset, _extra("stage1", cfg, result, weights.path))
     return final
 
 
@@ -151,83 +151,124 @@ def run_stage2(
     *,
     seed: int = 0,
     reward_fn: RewardFn | None = None,
+    critic_path: Path | None = None,
+    critic_adapter: Path | None = None,
     save_every: int = 10,
 ) -> Path:
-    """Self Forcing DMD: 1 student update per ``cfg.critic_steps`` critic updates.
+    """Self Forcing DMD: student and critic updates interleaved per ``cfg.roles``.
 
-    The critic (fake score) starts from the teacher's weights as a bidirectional model and is
-    never guided; the teacher is frozen (no grads, never wrapped or sharded).
+    The teacher is frozen (no grads, never wrapped or sharded); the critic (fake score, never
+    guided) starts from ``critic_path`` (default: the teacher's weights, right when teacher
+    and student share a scale; with a 14B teacher and a 1.3B student give student-scale
+    weights). ``reward_fn`` scores detached rollouts when ``cfg.reward`` is set.
     """
+    run_dir = Path(run_dir)
     final = run_dir / "student.safetensors"
-    if final.exists():
-        print0(f"stage2: {final} exists, skipped")
+    if _skip(final, "stage2"):
         return final
-    student, preset = load_checkpoint(student_path)
-    teacher, _ = load_checkpoint(teacher_path)
-    critic, _ = load_checkpoint(teacher_path)
-    teacher.requires_grad_(False).eval()  # frozen, never sharded with the trainees
-    rank, world = _world()
-    student, critic = shard_model(student), shard_model(critic)
+    student_w = Weights.of(student_path)
+    critic_w = Weights.of(critic_path or teacher_path, critic_adapter)
+    student, preset = load_model(student_w, "block_causal", cfg.lora)
+    teacher, teacher_preset = load_frozen(Weights.of(teacher_path))
+    critic, critic_preset = load_model(critic_w, "bidirectional", cfg.lora)
+    want = preset if cfg.critic_scale == "student" else teacher_preset
+    check_width("critic", critic_w, critic_preset, cfg.critic_scale, want)
+    check_width("teacher", Weights.of(teacher_path), teacher_preset, "teacher", teacher_preset)
     if cfg.drop_mode is not None:
-        preset = dataclasses.replace(
-            preset, schedule=dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
-        )
+        schedule = dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
+        preset = dataclasses.replace(preset, schedule=schedule)
+    student, critic = shard_model(student), shard_model(critic)
     causal, schedule = preset.causal, preset.schedule
     frames = cfg.num_chunks * causal.chunk_frames
-    micro = cfg.optim.micro_batch
-    sample = _sampler(cache, preset, micro, frames)
-    opt_s, sch_s = make_optimizer(student, cfg.optim)
-    opt_c, sch_c = make_optimizer(critic, cfg.optim, lr=cfg.critic_lr)
-    models = {"student": student, "critic": critic}
-    opts = {"student": opt_s, "critic": opt_c}
-    scheds = {"student": sch_s, "critic": sch_c}
-    state_path = run_dir / "state.pt"
-    start, extra = 0, {"metrics": []}
-    if state_path.exists():
-        start, extra = load_state(state_path, models=models, optimizers=opts, schedulers=scheds)
-        print0(f"stage2: resumed at step {start}")
-    history = list(extra["metrics"])
-    log = _logger(run_dir)
-    t0 = time.perf_counter()
-    for step in tqdm(
-        range(start, cfg.optim.steps), desc="stage2", initial=start, total=cfg.optim.steps
-    ):
-        # 1. Critic: flow matching on fresh student samples, critic_steps updates.
-        for k in range(cfg.critic_steps):
-            g = micro_generator(seed, step, 1000 + k * world + rank)
-            closs, _ = critic_step(critic, student, sample(g), cfg, causal, schedule, g)
-            closs.backward()
-            optimizer_step(critic, opt_c, sch_c, cfg.optim.grad_clip)
-        # 2. Student: rollout with gradients at j*, DMD vs the (window-)guided teacher, reward.
-        g = micro_generator(seed, step, rank)
-        loss, metrics = student_step(
-            student, teacher, critic, sample(g), cfg, causal, schedule, g, reward_fn
+    pack = preset.model.audio_pack_frames
+    shaper = RewardShaper(cfg.reward) if cfg.reward is not None else None
+    reward = reward_fn if shaper is not None else None
+
+    def step(role, draws):
+        batch = draw_batch(cache, draws, pack, frames, cfg.references)
+        if role == "critic":
+            return critic_step(critic, student, batch, cfg, causal, schedule, draws)
+        return student_step(
+            student, teacher, critic, batch, cfg, causal, schedule, draws, reward, shaper
         )
-        loss.backward()
-        critic.zero_grad(set_to_none=True)
-        gnorm = optimizer_step(student, opt_s, sch_s, cfg.optim.grad_clip)
-        metrics.update(critic_loss=float(closs.detach()), grad_norm=gnorm)
-        history.append(metrics)
-        log(step, metrics)
-        if rank == 0 and ((step + 1) % save_every == 0 or step + 1 == cfg.optim.steps):
-            save_state(
-                state_path,
-                step=step + 1,
-                models=models,
-                optimizers=opts,
-                schedulers=scheds,
-                extra={"metrics": history},
-            )
-    print0(f"stage2: {cfg.optim.steps} steps, {time.perf_counter() - t0:.1f} s this run")
-    _save_final(
-        final,
-        student,
-        preset,
-        {"stage": "stage2", "config": dataclasses.asdict(cfg), "metrics_tail": history[-5:]},
+
+    trainees = {
+        "student": Trainee(student, cfg.optim, ema=cfg.ema),
+        "critic": Trainee(critic, cfg.optim, lr=cfg.critic_lr),
+    }
+    result = train(
+        trainees,
+        step,
+        _plan(cfg.optim, cfg.roles, cfg.iterations),
+        run_dir,
+        seed=seed,
+        save_every=save_every,
+        desc="stage2",
+        log=_logger(run_dir),
+        hooks={"reward": shaper} if shaper is not None else None,
     )
+    extra = _extra("stage2", cfg, result, student_w.path)
+    _save_final(final, student, preset, extra)
+    if cfg.ema is not None:
+        _save_ema(run_dir / "student_ema.safetensors", student, preset, extra, run_dir)
     return final
 
 
-def frozen(model: nn.Module) -> nn.Module:
-    """No grads, eval mode (teacher / codec / SyncNet)."""
-    return model.requires_grad_(False).eval()
+def _extra(stage: str, cfg, result, base: Path | None = None) -> dict:
+    losses = result.losses("student" if stage == "stage2" else None)
+    extra = {
+        "stage": stage,
+        "config": dataclasses.asdict(cfg),
+        "final_loss": losses[-1] if losses else None,
+        "metrics_tail": result.history[-5:],
+    }
+    if base is not None:
+        extra["base"] = str(Path(base).resolve())
+    return extra
+
+
+def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's state dict on the CPU (gathered under FSDP2; collective)."""
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=opts)
+
+
+class _State:
+    """A state dict with the one method ``save_checkpoint`` reads."""
+
+    def __init__(self, state: dict) -> None:
+        self._state = state
+
+    def state_dict(self) -> dict:
+        return self._state
+
+
+def _write(path: Path, state: dict, model: nn.Module, preset: PresetConfig, extra: dict) -> None:
+    if getattr(model, "lora", None) is not None:
+        save_adapter(path, model, preset, extra, state)
+    else:
+        save_checkpoint(path, _State(state), preset, extra)
+
+
+def _save_final(path: Path, model: nn.Module, preset: PresetConfig, extra: dict) -> None:
+    """Every process gathers; rank 0 writes the stage's checkpoint; the others wait for it."""
+    state = full_state(model)
+    if world_info()[0] == 0:
+        _write(path, state, model, preset, extra)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _save_ema(path: Path, model: nn.Module, preset, extra: dict, run_dir: Path) -> None:
+    """The student with its EMA weights (read back from the run's final checkpoint)."""
+    from lipforcing.distill.run_state import CHECKPOINT, export_trainable
+
+    state = full_state(model)
+    if world_info()[0] == 0:
+        state.update(export_trainable(run_dir / CHECKPOINT, "student", ema=True))
+        _write(path, state, model, preset, {**extra, "ema": True})
+    if dist.is_initialized():
+        dist.barrier()
+
+
+__all__ = ["full_state", "is_trainable", "run_stage1", "run_stage2", "run_teacher"]
