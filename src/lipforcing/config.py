@@ -422,6 +422,7 @@ class TeacherTrainConfig:
     mouth_weight: float = 1.0  # extra loss weight inside the latent mouth mask (1 = uniform)
     shift: float = 5.0  # t = shift(u), u ~ U(0, 1): Wan's shifted training-time distribution
     references: References = "random"  # see References
+    recompute: bool = False  # recompute block activations in the backward (memory for time)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -441,6 +442,7 @@ class DiffusionForcingConfig:
     # (paper). Release: (1, 6), (1, 9), (1, 12), (3, 6), (3, 9)
     lora: LoraConfig | None = None  # None: full fine-tune
     ema: float | None = None  # EMA decay of the student (release: none in Stage 1)
+    recompute: bool = False  # recompute block activations in the backward (memory for time)
 
     def __post_init__(self) -> None:
         for sink, window in self.attention_windows:
@@ -476,6 +478,8 @@ class DMDConfig:
     references: References = "random"  # see References
     lora: LoraConfig | None = None  # LoRA on student and critic; None: full fine-tune
     ema: float | None = 0.9999  # EMA decay of the student, saved beside it (release 0.9999)
+    recompute: bool = False  # recompute the critic's block activations in the backward (the
+    # student's calls read a KV cache that later chunks change: never recomputed)
 
     def __post_init__(self) -> None:
         if self.critic_steps < 0 or self.num_chunks < 1:
@@ -510,7 +514,11 @@ class RecipeConfig:
 
 def paper_recipe() -> RecipeConfig:
     """The paper's numbers, 1.3B student (fully fine-tuned), effective batch 64 both stages."""
-    return RecipeConfig()
+    return RecipeConfig(
+        teacher=TeacherTrainConfig(recompute=True),
+        stage1=DiffusionForcingConfig(recompute=True),
+        stage2=DMDConfig(recompute=True),
+    )
 
 
 def paper_14b_recipe() -> RecipeConfig:
@@ -538,6 +546,7 @@ def _release_stage1(batch: int, micro: int, lora: LoraConfig | None) -> Diffusio
         loss="x0",
         attention_windows=RELEASE_WINDOWS,
         lora=lora,
+        recompute=True,
     )
 
 
@@ -555,6 +564,7 @@ def _release_stage2(batch: int, micro: int, lora: LoraConfig | None) -> DMDConfi
         references="window_first",
         lora=lora,
         ema=0.9999,
+        recompute=True,
     )
 
 

@@ -89,3 +89,21 @@ def test_stride_gives_overlapping_windows(tmp_path):
     assert starts["gappy"] == [0, 4, 16, 20, 24, 28]  # windows holding frame 15 are dropped
     with pytest.raises(UserError, match="stride"):
         ShardDataset(tmp_path, 3, stride=-1)
+
+
+def test_items_carry_the_window_soundtrack(tmp_path):
+    """``wave`` is the raw audio of exactly the window's frames (640 samples a frame at
+    16 kHz / 25 fps), zero-padded past the end of the soundtrack."""
+    t = 30
+    fake_shard(tmp_path, "clip", t)
+    audio = np.arange(t * 640 - 100, dtype=np.float32)  # 100 samples short of the last frame
+    np.save(tmp_path / "clip" / "audio.npy", audio)
+    data = ShardDataset(tmp_path, latent_frames=3)
+    for i in range(len(data)):
+        item = data[i]
+        wave, start = item["wave"].numpy(), item["start"]
+        assert wave.shape == (9 * 640,)
+        want = np.zeros(9 * 640, np.float32)
+        part = audio[start * 640 : (start + 9) * 640]
+        want[: len(part)] = part
+        assert np.array_equal(wave, want)

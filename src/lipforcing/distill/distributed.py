@@ -4,7 +4,10 @@ One code path for 1 or N processes: a single process is a world of size 1. On CU
 trainee is sharded with FSDP2 ``fully_shard`` per DiT block, then the root (bf16 params, fp32
 reduce). On CPU (gloo, which lacks reduce-scatter for FSDP2) parameters stay replicated and
 gradients are all-reduced (mean) before the optimiser step, which gives the same update.
-Frozen teacher / critic-target / codec / SyncNet are never wrapped.
+Frozen teacher / codec / SyncNet are never wrapped.
+
+Multi-node: torchrun's rendezvous sets RANK / WORLD_SIZE / MASTER_ADDR for every process
+(``docs/TRAINING.md``); the process group starts from those variables.
 """
 
 from __future__ import annotations
@@ -37,8 +40,21 @@ def print0(*args, **kwargs) -> None:
         print(*args, **kwargs, flush=True)
 
 
-def shard_model(model: nn.Module) -> nn.Module:
-    """FSDP2 on CUDA (per block, then root, bf16 params, fp32 reduce); unchanged on CPU."""
+def shard_model(model: nn.Module, recompute: bool = False) -> nn.Module:
+    """Per-block activation recomputation (optional), then FSDP2 on CUDA: ``fully_shard`` per
+    block, then the root (bf16 params, fp32 reduce); unsharded on CPU.
+
+    ``recompute`` re-runs each block's forward in the backward instead of storing its
+    activations (``torch.distributed._composable.checkpoint``: parameter names unchanged). Only
+    for models trained on whole sequences (teacher, Stage-1 student, critic): a Stage-2 student
+    call reads a KV cache that later chunks change, so recomputing it would attend to the wrong
+    cache.
+    """
+    if recompute:
+        from torch.distributed._composable import checkpoint
+
+        for block in model.blocks:
+            checkpoint(block)
     if not (dist.is_initialized() and torch.cuda.is_available()):
         return model
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard

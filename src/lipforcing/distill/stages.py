@@ -81,7 +81,10 @@ def run_teacher(
         return final
     preset = preset.with_attention("bidirectional")
     torch.manual_seed(seed)  # the init (build_model draws from the global generator)
-    model = shard_model(build_model(preset.model))
+    model = build_model(preset.model)
+    if init is not None:
+        load_weights(model, read_state_dict(init), source="native", strict=True)
+    model = shard_model(model, cfg.recompute)
     pack = preset.model.audio_pack_frames
 
     def step(role, draws):
@@ -120,7 +123,7 @@ def run_stage1(
         return final
     weights = Weights.of(teacher_path, init_adapter)
     model, preset = load_model(weights, "block_causal", cfg.lora)
-    model = shard_model(model)
+    model = shard_model(model, cfg.recompute)
     pack = preset.model.audio_pack_frames
 
     def step(role, draws):
@@ -177,7 +180,7 @@ def run_stage2(
     if cfg.drop_mode is not None:
         schedule = dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
         preset = dataclasses.replace(preset, schedule=schedule)
-    student, critic = shard_model(student), shard_model(critic)
+    student, critic = shard_model(student), shard_model(critic, cfg.recompute)
     causal, schedule = preset.causal, preset.schedule
     frames = cfg.num_chunks * causal.chunk_frames
     pack = preset.model.audio_pack_frames
