@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import builtins
+import pickle
 
 import pytest
 import torch
-from distill_helpers import toy_model, toy_step
+from distill_helpers import toy_model, train_toy
 
 from lipforcing.cli.main import main
 from lipforcing.config import OptimConfig
 from lipforcing.distill.checkpointing import load_state, save_state
-from lipforcing.distill.loop import train
 from lipforcing.errors import CheckpointError
 
 CFG = OptimConfig(lr=1e-3, warmup_steps=2, batch_size=2, micro_batch=1, steps=3)
@@ -51,14 +51,27 @@ def test_the_payload_really_runs_when_unpickled_unsafely(tmp_path):
     assert (tmp_path / "marker").read_text() == "pwned"
 
 
-def test_resume_refuses_a_crafted_state_without_running_it(tmp_path):
+def test_resume_refuses_crafted_distributed_checkpoints_without_running_them(tmp_path):
+    """The training loop's resume path (a DCP folder + trainer.json): a payload in the pickled
+    DCP metadata, or in a tensor file, is refused unrun with one line."""
     marker = tmp_path / "marker"
     run = tmp_path / "run"
-    crafted_state(run, marker)
+    train_toy(toy_model(), CFG, run, save_every=1, stop_at=1)  # a real checkpoint
+    meta = run / "checkpoint" / ".metadata"
+    meta.write_bytes(pickle.dumps(RunsCode(marker)))
     with pytest.raises(CheckpointError) as err:
-        train(toy_model(), toy_step, CFG, run)  # the training loop's own resume path
+        train_toy(toy_model(), CFG, run)
     message = str(err.value)
     assert "\n" not in message and "refused to resume" in message and "exec" in message
+    assert not marker.exists()
+    run2 = tmp_path / "run2"
+    train_toy(toy_model(), CFG, run2, save_every=1, stop_at=1)
+    shard = next((run2 / "checkpoint").glob("*.distcp"))
+    torch.save({"payload": RunsCode(marker)}, shard)
+    with pytest.raises(CheckpointError) as err:
+        train_toy(toy_model(), CFG, run2)
+    message = str(err.value)
+    assert "\n" not in message and "refused to resume" in message
     assert "weights_only=False" not in message  # never advise the unsafe load
     assert not marker.exists()
 

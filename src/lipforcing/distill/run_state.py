@@ -64,7 +64,7 @@ class _MetadataUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if (module, name) in {("collections", "OrderedDict"), ("builtins", "set")}:
             return super().find_class(module, name)
-        raise CheckpointError(f"refusing to load checkpoint metadata that names {module}.{name}")
+        raise CheckpointError(f"refused to resume: its metadata names {module}.{name}")
 
 
 class SafeReader(dcp.FileSystemReader):
@@ -74,10 +74,12 @@ class SafeReader(dcp.FileSystemReader):
         path = Path(self.path) / ".metadata"
         try:
             metadata = _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
-        except CheckpointError:
-            raise
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e} (only tensors and DCP metadata are read)") from None
         except Exception as e:
-            raise CheckpointError(f"{path}: unreadable checkpoint metadata ({e})") from None
+            raise CheckpointError(
+                f"{path}: unreadable checkpoint metadata ({_first_line(e)})"
+            ) from None
         from torch.distributed.checkpoint.metadata import StorageMeta
 
         if getattr(metadata, "storage_meta", None) is None:
@@ -160,6 +162,9 @@ def load_run(
         "optimizers": {k: get_optimizer_state_dict(models[k], o) for k, o in optimizers.items()},
         "ema": emas,
     }
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    SafeReader(run_dir / CHECKPOINT).read_metadata()  # a refused metadata file: its message
     try:
         with _single_process_ok():
             dcp.load(
@@ -167,17 +172,26 @@ def load_run(
                 storage_reader=SafeReader(run_dir / CHECKPOINT),
                 no_dist=not dist.is_initialized(),
             )
-    except CheckpointError:
-        raise
-    except Exception as e:  # wrong run folder for this model: names or shapes differ
+    except (Exception, CheckpointException) as e:  # wrong run folder, or tensor files that are not
         raise CheckpointError(
-            f"{run_dir / CHECKPOINT}: does not match this run's models ({str(e).splitlines()[0]})"
+            f"{run_dir / CHECKPOINT}: refused to resume, it does not hold this run's tensors "
+            f"({_first_line(e)})"
         ) from None
+    try:
+        trainer = json.loads((run_dir / TRAINER).read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{run_dir / TRAINER}: unreadable ({e})") from None
     for k, m in models.items():
         set_model_state_dict(m, state["models"][k], options=_partial())
     for k, o in optimizers.items():
         set_optimizer_state_dict(models[k], o, state["optimizers"][k])
-    return json.loads((run_dir / TRAINER).read_text())
+    return trainer
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an error, without torch's advice to load unsafely."""
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return line.split(" Re-running `torch.load` with `weights_only")[0][:200]
 
 
 def _partial():
