@@ -41,13 +41,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--fps must be positive, got {args.fps}")
         media = dataclasses.replace(preset.media, fps=args.fps)
         audio = dataclasses.replace(preset.audio, fps=args.fps)
-        try:
-            preset = dataclasses.replace(preset, media=media, audio=audio)
-        except ValueError:  # mel windows per frame depend on the frame rate
+        if audio.feature_dim != preset.audio.feature_dim:  # mel windows depend on the rate
             raise UserError(
                 f"--fps {args.fps:g} changes the size of preset {preset.name}'s audio features "
                 f"({preset.audio.kind}, defined at {preset.audio.fps:g} fps)"
-            ) from None
+            )
+        preset = dataclasses.replace(preset, media=media, audio=audio)
     w2v = None
     if preset.audio.kind == "wav2vec2":
         if not args.wav2vec2:

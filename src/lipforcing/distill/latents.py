@@ -80,11 +80,13 @@ def make_batch(
     pack: int,
     latent_frames: int | None = None,
     references: References = "random",
+    context: Tensor | None = None,
 ) -> dict:
     """Batch {x0, cond, audio, index[, wave]} of the cache items ``index`` (first F frames).
 
     ``references="window_first"`` (release) conditions on the window's own first latent frame
-    instead of the cache's reference frame.
+    instead of the cache's reference frame. ``context`` (1, L, D): the text context every
+    sample shares (Wan presets; the release trains on one common prompt embedding).
     """
     f = latent_frames or cache["x0"].shape[2]
     t = 1 + pack * (f - 1)
@@ -98,6 +100,7 @@ def make_batch(
         mask=cache["mask"],
         audio=audio,
         pack=pack,
+        context=None if context is None else context.expand(len(index), -1, -1),
     )
     batch = {"x0": x0, "cond": cond, "audio": audio, "index": index}
     if "wave" in cache:
@@ -106,7 +109,13 @@ def make_batch(
 
 
 def draw_batch(
-    cache: dict, draws: Draws, pack: int, latent_frames: int, references: References = "random"
+    cache: dict,
+    draws: Draws,
+    pack: int,
+    latent_frames: int,
+    references: References = "random",
+    context: Tensor | None = None,
 ) -> dict:
     """The micro-batch of ``draws``: one uniformly drawn cache item per sample generator."""
-    return make_batch(cache, draws.randint(cache["x0"].shape[0]), pack, latent_frames, references)
+    index = draws.randint(cache["x0"].shape[0])
+    return make_batch(cache, index, pack, latent_frames, references, context)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from lipforcing.config import DiffusionForcingConfig, DMDConfig, PresetConfig, TeacherTrainConfig
@@ -29,7 +29,14 @@ from lipforcing.distill.latents import draw_batch
 from lipforcing.distill.loop import Plan, Trainee, train
 from lipforcing.distill.lora import is_trainable, save_adapter
 from lipforcing.distill.reward import RewardFn, RewardShaper
-from lipforcing.distill.weights import Weights, check_width, load_frozen, load_model
+from lipforcing.distill.weights import (
+    Weights,
+    check_inputs,
+    check_width,
+    load_frozen,
+    load_model,
+)
+from lipforcing.errors import UserError
 from lipforcing.models import build_model
 from lipforcing.models.checkpoints import load_weights, read_state_dict, save_checkpoint
 
@@ -54,6 +61,24 @@ def _plan(optim, roles=("model",), iterations=None) -> Plan:
     return Plan(iterations or optim.steps, optim.batch_size, optim.micro_batch, tuple(roles))
 
 
+def check_context(preset: PresetConfig, context: Tensor | None) -> None:
+    """A Wan preset needs the text context; its width must be the model's (before any step)."""
+    m = preset.model
+    if not m.use_text_context:
+        if context is not None:
+            raise UserError(f"the {preset.name} preset uses a learned null context, not --context")
+        return
+    if context is None:
+        raise UserError(
+            f"the {preset.name} preset needs a text context (1, <= {m.text_len}, {m.text_dim})"
+        )
+    if context.dim() != 3 or context.shape[0] != 1 or context.shape[2] != m.text_dim:
+        raise UserError(
+            f"text context of shape {tuple(context.shape)}: the {preset.name} preset needs "
+            f"(1, <= {m.text_len}, {m.text_dim})"
+        )
+
+
 def _skip(final: Path, stage: str) -> bool:
     if final.exists():
         print0(f"{stage}: {final} exists, skipped")
@@ -69,6 +94,7 @@ def run_teacher(
     *,
     seed: int = 0,
     init: str | Path | None = None,
+    context: Tensor | None = None,
     save_every: int = 100,
 ) -> Path:
     """Train the bidirectional teacher; returns its checkpoint path.
@@ -80,6 +106,7 @@ def run_teacher(
     if _skip(final, "teacher"):
         return final
     preset = preset.with_attention("bidirectional")
+    check_context(preset, context)
     torch.manual_seed(seed)  # the init (build_model draws from the global generator)
     model = build_model(preset.model)
     if init is not None:
@@ -88,7 +115,7 @@ def run_teacher(
     pack = preset.model.audio_pack_frames
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references)
+        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
         return teacher_step(model, batch, cfg, draws)
 
     trainee = Trainee(model, cfg.optim)
@@ -114,6 +141,7 @@ def run_stage1(
     *,
     seed: int = 0,
     init_adapter: Path | None = None,
+    context: Tensor | None = None,
     save_every: int = 100,
 ) -> Path:
     """Diffusion Forcing from the init weights ``teacher_path`` (the student's own base: the
@@ -123,11 +151,12 @@ def run_stage1(
         return final
     weights = Weights.of(teacher_path, init_adapter)
     model, preset = load_model(weights, "block_causal", cfg.lora)
+    check_context(preset, context)
     model = shard_model(model, cfg.recompute)
     pack = preset.model.audio_pack_frames
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references)
+        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
         return diffusion_forcing_step(model, batch, cfg, preset.causal, preset.schedule, draws)
 
     trainee = Trainee(model, cfg.optim, ema=cfg.ema)
@@ -156,6 +185,7 @@ def run_stage2(
     reward_fn: RewardFn | None = None,
     critic_path: Path | None = None,
     critic_adapter: Path | None = None,
+    context: Tensor | None = None,
     save_every: int = 10,
 ) -> Path:
     """Self Forcing DMD: student and critic updates interleaved per ``cfg.roles``.
@@ -163,7 +193,8 @@ def run_stage2(
     The teacher is frozen (no grads, never wrapped or sharded); the critic (fake score, never
     guided) starts from ``critic_path`` (default: the teacher's weights, right when teacher
     and student share a scale; with a 14B teacher and a 1.3B student give student-scale
-    weights). ``reward_fn`` scores detached rollouts when ``cfg.reward`` is set.
+    weights). ``reward_fn`` scores detached rollouts when ``cfg.reward`` is set. ``context``
+    (1, L, text_dim): the text context of every sample (Wan presets), as in Stage 1.
     """
     run_dir = Path(run_dir)
     final = run_dir / "student.safetensors"
@@ -176,7 +207,10 @@ def run_stage2(
     critic, critic_preset = load_model(critic_w, "bidirectional", cfg.lora)
     want = preset if cfg.critic_scale == "student" else teacher_preset
     check_width("critic", critic_w, critic_preset, cfg.critic_scale, want)
-    check_width("teacher", Weights.of(teacher_path), teacher_preset, "teacher", teacher_preset)
+    check_inputs("critic", critic_w, critic_preset, preset)
+    check_inputs("teacher", Weights.of(teacher_path), teacher_preset, preset)
+    for p in (preset, teacher_preset, critic_preset):
+        check_context(p, context)
     if cfg.drop_mode is not None:
         schedule = dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
         preset = dataclasses.replace(preset, schedule=schedule)
@@ -188,7 +222,7 @@ def run_stage2(
     reward = reward_fn if shaper is not None else None
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, frames, cfg.references)
+        batch = draw_batch(cache, draws, pack, frames, cfg.references, context)
         if role == "critic":
             return critic_step(critic, student, batch, cfg, causal, schedule, draws)
         return student_step(

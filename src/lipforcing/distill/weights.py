@@ -104,11 +104,16 @@ def check_width(
     """Refuse a model whose width is not the one its role needs (before any step)."""
     if preset.model.dim != want.model.dim:
         raise CheckpointError(
-            f"the {role} weights {weights.path} have width {preset.model.dim}, but the recipe puts "
-            f"the {role} at the {target}'s scale (width {want.model.dim})"
+            f"the {role} weights {weights.path} have width {preset.model.dim}, but the recipe "
+            f"puts the {role} at the {target}'s scale (width {want.model.dim})"
         )
-    if preset.model.latent_channels != want.model.latent_channels:
-        raise CheckpointError(
-            f"the {role} weights {weights.path} use {preset.model.latent_channels} latent "
-            f"channels, the student {want.model.latent_channels}"
-        )
+
+
+def check_inputs(role: str, weights: Weights, preset: PresetConfig, student: PresetConfig) -> None:
+    """Every model of a stage reads the same latents, audio features and text context."""
+    for name in ("latent_channels", "audio_feature_dim", "text_dim"):
+        have, need = getattr(preset.model, name), getattr(student.model, name)
+        if have != need:
+            raise CheckpointError(
+                f"the {role} weights {weights.path} take {name} {have}, the student {need}"
+            )
