@@ -16,7 +16,7 @@ from lipforcing.config import (
 )
 from lipforcing.distill.stages import run_stage1, run_stage2, run_teacher
 from lipforcing.errors import CheckpointError
-from lipforcing.models.checkpoints import load_checkpoint
+from lipforcing.models.checkpoints import load_checkpoint, read_state_dict
 
 
 def toy_preset():
@@ -167,8 +167,11 @@ def test_lora_stages_save_adapters_alone_and_continue_from_them(tmp_path):
     with safe_open(str(s1), "pt") as f:
         keys, meta = set(f.keys()), f.metadata()
     assert meta["rank"] == "4" and all(
-        "lora_" in k or k.startswith(("audio_", "patch_")) for k in keys
+        "lora_" in k or k.endswith(".alpha") or k.startswith(("audio_", "patch_")) for k in keys
     )
+    alphas = read_state_dict(s1)
+    assert {float(v) for k, v in alphas.items() if k.endswith(".alpha")} == {2.0}
+    assert sum(k.endswith(".alpha") for k in keys) == sum(k.endswith("lora_A.weight") for k in keys)
     dmd = DMDConfig(
         optim=tiny_opt(betas=(0.0, 0.999)), critic_steps=1, num_chunks=2, lora=lora, reward=None
     )

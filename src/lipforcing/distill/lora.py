@@ -69,14 +69,19 @@ def expected_trainable(cfg: ModelConfig, lora: LoraConfig) -> int:
     return cfg.num_layers * per_block + patch + audio_proj + audio_cond
 
 
-def adapter_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+def adapter_state(state: dict[str, Tensor], alpha: float | None = None) -> dict[str, Tensor]:
     """A LoRA model's trainable tensors in OmniAvatar's adapter layout (``lora_A.weight``,
-    ``lora_B.weight``, the fully trained modules), from its full state dict."""
-    return {
+    ``lora_B.weight``, the fully trained modules), from its full state dict; with ``alpha``,
+    one ``<module>.alpha`` scalar per LoRA pair (the key a loader reads alpha from)."""
+    out = {
         k.replace(".default.", "."): v.detach().to("cpu").contiguous()
         for k, v in state.items()
         if is_trainable(k)
     }
+    if alpha is not None:
+        for k in [k for k in out if k.endswith(".lora_A.weight")]:
+            out[k[: -len(".lora_A.weight")] + ".alpha"] = torch.tensor(float(alpha))
+    return out
 
 
 def save_adapter(
@@ -99,7 +104,7 @@ def save_adapter(
         "alpha": str(lora.alpha),
         "preset": preset.to_json(),
     }
-    save_file(adapter_state(state or model.state_dict()), str(path), metadata=header)
+    save_file(adapter_state(state or model.state_dict(), lora.alpha), str(path), metadata=header)
     meta = {
         "format": ADAPTER_FORMAT,
         "lora": {"rank": lora.rank, "alpha": lora.alpha},
@@ -129,6 +134,12 @@ def load_adapter(model: nn.Module, state: dict[str, Tensor], source: str) -> Non
         raise CheckpointError(
             f"{source}: LoRA rank {rank}, but the recipe trains rank {model.lora.rank}"
         )
+    alphas = {float(v) for k, v in state.items() if k.endswith(".alpha")}
+    if alphas - {float(model.lora.alpha)}:
+        raise CheckpointError(
+            f"{source}: LoRA alpha {sorted(alphas)}, but the recipe trains alpha {model.lora.alpha}"
+        )
+    state = {k: v for k, v in state.items() if not k.endswith(".alpha")}
     own = dict(model.named_parameters())
     mapped = {
         re.sub(r"\.lora_([AB])\.weight$", r".lora_\1.default.weight", k): v
