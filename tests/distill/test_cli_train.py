@@ -43,7 +43,7 @@ def test_stage_commands_refuse_bad_input(tmp_path, capsys):
         "--out",
         str(tmp_path / "s1"),
     )
-    assert code == 2 and "none.pt: no such file" in err
+    assert code == 2 and "none.pt: no such file or folder" in err
     not_a_cache = tmp_path / "other.pt"
     torch.save({"x0": torch.zeros(1)}, not_a_cache)
     code, err = run(

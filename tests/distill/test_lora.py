@@ -9,18 +9,21 @@ import re
 import pytest
 import torch
 from distill_helpers import toy_batch, toy_model
+from test_stages import toy_cache, toy_preset
 
 from lipforcing.config import LoraConfig, get_preset
+from lipforcing.distill.latents import make_batch
 from lipforcing.distill.lora import (
     adapter_state,
     add_lora,
     expected_trainable,
     load_adapter,
+    save_adapter,
     trainable_names,
 )
 from lipforcing.errors import CheckpointError
 from lipforcing.models import build_model
-from lipforcing.models.checkpoints import merge_lora
+from lipforcing.models.checkpoints import read_state_dict
 
 
 def test_trainable_set_is_lora_plus_audio_and_patch_embedding():
@@ -60,34 +63,43 @@ def test_trainable_parameter_count_matches_the_formula_at_wan_width(preset):
     assert frozen > counted  # the blocks' base weights stay frozen
 
 
-def test_adapter_alone_merges_into_the_base_like_the_lora_model():
-    """Save the adapter of a trained LoRA model; merging it into a fresh base (W += alpha/r B A,
-    the loader's rule) reproduces the LoRA model's output."""
+def test_adapter_alone_merges_into_the_base_like_the_lora_model(tmp_path):
+    """Save the adapter of a trained LoRA model alone; the one weights loader (what
+    `lipforcing convert` runs), given the base and the adapter, folds it back (W += alpha/r B A)
+    into a plain model whose output is the LoRA model's."""
+    from lipforcing.models.checkpoints import save_checkpoint
+    from lipforcing.models.weights import WeightsSpec, load_model
+
     torch.manual_seed(0)
-    lora_model = add_lora(toy_model(), LoraConfig(rank=4, alpha=2.0))
+    preset = toy_preset().with_attention("block_causal")
+    base = build_model(preset.model)
+    with torch.no_grad():
+        for p in base.parameters():
+            p.normal_(0, 0.1)
+    base_file = save_checkpoint(tmp_path / "base.safetensors", base, preset)
+    lora_model = add_lora(base, LoraConfig(rank=4, alpha=2.0))
     with torch.no_grad():
         for p in lora_model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
-    adapter = adapter_state(lora_model.state_dict())
-    assert all(".default." not in k for k in adapter)
-    assert all("lora_" in k or k.startswith(("audio_", "patch_embedding")) for k in adapter)
-    assert not any(k.endswith(("self_attn.q.weight", "norm_q.weight")) for k in adapter)
-    base = toy_model().state_dict()
-    merged = merge_lora({**base, **adapter}, alpha=2.0)
-    fresh = toy_model()
-    fresh.load_state_dict(merged)
-    batch, t = toy_batch(2, 3), torch.full((2,), 0.7)
+    adapter = save_adapter(tmp_path / "adapter.safetensors", lora_model, preset)
+    keys = set(read_state_dict(adapter))
+    assert all(".default." not in k for k in keys)
+    assert not any(k.endswith(("self_attn.q.weight", "norm_q.weight")) for k in keys)
+    merged = load_model(WeightsSpec.of(base_file, [adapter])).model
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    batch = make_batch(toy_cache(preset), torch.arange(2), 4, 3)
+    t = torch.full((2,), 0.7)
     want = lora_model(batch["x0"], t, batch["cond"])
-    torch.testing.assert_close(fresh(batch["x0"], t, batch["cond"]), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(merged(batch["x0"], t, batch["cond"]), want, rtol=1e-4, atol=1e-5)
     # and loading it back into a LoRA model restores the trainables exactly
-    again = add_lora(toy_model(), LoraConfig(rank=4, alpha=2.0))
-    load_adapter(again, adapter, "adapter.safetensors")
+    again = add_lora(load_model(base_file).model, LoraConfig(rank=4, alpha=2.0))
+    load_adapter(again, read_state_dict(adapter), "adapter.safetensors")
     torch.testing.assert_close(again(batch["x0"], t, batch["cond"]), want)
 
 
 def test_an_adapter_of_another_rank_is_refused_with_its_name():
-    adapter = adapter_state(add_lora(toy_model(), LoraConfig(rank=4)).state_dict())
+    adapter = adapter_state(add_lora(toy_model(), LoraConfig(rank=4)).state_dict(), 64.0)
     model = add_lora(toy_model(), LoraConfig(rank=8))
     with pytest.raises(CheckpointError, match=r"stage1\.safetensors: LoRA rank 4.*rank 8"):
         load_adapter(model, adapter, "stage1.safetensors")

@@ -49,8 +49,8 @@ def start(args: argparse.Namespace, *files: str | None) -> dict:
 
     torch.set_num_threads(args.threads)
     for p in (args.latents, *files):
-        if p is not None and not Path(p).is_file():
-            raise UserError(f"{p}: no such file")
+        if p is not None and not Path(p).exists():
+            raise UserError(f"{p}: no such file or folder")
     init_distributed()
     return load_cache(args.latents)
 

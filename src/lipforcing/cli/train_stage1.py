@@ -20,7 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init", "--teacher", dest="init", required=True, help="init weights (.safetensors)"
     )
-    parser.add_argument("--init-adapter", help="LoRA adapter the student's LoRA starts from")
+    parser.add_argument(
+        "--init-adapter",
+        action="append",
+        default=[],
+        help="adapter on the init weights (folded in; with a LoRA recipe the last one starts "
+        "the student's LoRA); repeatable",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,17 +34,16 @@ def run(args: argparse.Namespace) -> int:
 
     from lipforcing.cli.train_common import save_every, stage_config, start
     from lipforcing.distill.stages import run_stage1
+    from lipforcing.distill.weights import from_cli
 
     cfg = stage_config(args, "stage1")
-    cache = start(args, args.init, args.init_adapter)
-    adapter = Path(args.init_adapter) if args.init_adapter else None
+    cache = start(args, args.init, *args.init_adapter)
     path = run_stage1(
         cache,
-        Path(args.init),
+        from_cli(args.init, args.init_adapter, cfg.lora),
         cfg,
         Path(args.out),
         seed=args.seed,
-        init_adapter=adapter,
         **save_every(args, 100),
     )
     print(path)

@@ -20,9 +20,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_stage_arguments(parser)
     parser.add_argument("--student", required=True, help="Stage-1 student (or its adapter)")
-    parser.add_argument("--teacher", required=True, help="frozen teacher .safetensors")
+    parser.add_argument("--teacher", required=True, help="frozen teacher weights (any layout)")
+    parser.add_argument(
+        "--teacher-adapter", action="append", default=[], help="adapter folded into the teacher"
+    )
     parser.add_argument("--critic", help="critic init weights (default: the teacher's)")
-    parser.add_argument("--critic-adapter", help="LoRA adapter the critic's LoRA starts from")
+    parser.add_argument(
+        "--critic-adapter",
+        action="append",
+        default=[],
+        help="adapter on the critic weights (folded in; with a LoRA recipe the last one starts "
+        "the critic's LoRA); repeatable",
+    )
     parser.add_argument("--codec", help="codec decoding rollouts for the reward (default: tiny)")
     parser.add_argument("--syncnet", help="reward network: LipSyncNet or syncnet_v2.model")
     parser.add_argument("--guidance", choices=["window", "static", "none"])
@@ -44,19 +53,24 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, reward=None)
     if cfg.reward is not None and not args.syncnet:
         raise UserError("the reward needs --syncnet (or pass --no-reward)")
-    files = (args.student, args.teacher, args.critic, args.critic_adapter, args.syncnet)
+    from lipforcing.distill.weights import from_cli
+
+    adapters = [*args.teacher_adapter, *args.critic_adapter]
+    files = (args.student, args.teacher, args.critic, args.syncnet, *adapters)
     cache = start(args, *files)
     reward = _reward(args, cfg, cache) if cfg.reward is not None else None
+    critic = None
+    if args.critic or args.critic_adapter:
+        critic = from_cli(args.critic or args.teacher, args.critic_adapter, cfg.lora)
     path = run_stage2(
         cache,
         Path(args.student),
-        Path(args.teacher),
+        from_cli(args.teacher, args.teacher_adapter, None),
         cfg,
         Path(args.out),
         seed=args.seed,
         reward_fn=reward,
-        critic_path=Path(args.critic) if args.critic else None,
-        critic_adapter=Path(args.critic_adapter) if args.critic_adapter else None,
+        critic_path=critic,
         **save_every(args, 10),
     )
     print(path)

@@ -34,6 +34,13 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def training_device() -> torch.device:
+    """This process's device: its GPU (torchrun's LOCAL_RANK) when CUDA is there, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
 def print0(*args, **kwargs) -> None:
     """Print on rank 0 only."""
     if not dist.is_initialized() or dist.get_rank() == 0:

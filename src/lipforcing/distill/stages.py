@@ -23,7 +23,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 from lipforcing.config import DiffusionForcingConfig, DMDConfig, PresetConfig, TeacherTrainConfig
 from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
-from lipforcing.distill.distributed import print0, shard_model, world_info
+from lipforcing.distill.distributed import print0, shard_model, training_device, world_info
 from lipforcing.distill.dmd import critic_step, student_step
 from lipforcing.distill.latents import draw_batch
 from lipforcing.distill.loop import Plan, Trainee, train
@@ -110,13 +110,14 @@ def run_teacher(
     torch.manual_seed(seed)  # the init (build_model draws from the global generator)
     model = build_model(preset.model)
     if init is not None:
-        load_weights(model, read_state_dict(init), source="native", strict=True)
-    model = shard_model(model, cfg.recompute)
+        load_weights(model, read_state_dict(init), strict=True)
+    device = training_device()
+    model = shard_model(model.to(device), cfg.recompute)
     pack = preset.model.audio_pack_frames
 
     def step(role, draws):
         batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
-        return teacher_step(model, batch, cfg, draws)
+        return teacher_step(model, to_device(batch, device), cfg, draws)
 
     trainee = Trainee(model, cfg.optim)
     result = train(
@@ -150,13 +151,15 @@ def run_stage1(
     if _skip(final, "stage1"):
         return final
     weights = Weights.of(teacher_path, init_adapter)
-    model, preset = load_model(weights, "block_causal", cfg.lora)
+    device = training_device()
+    model, preset = load_model(weights, "block_causal", cfg.lora, device)
     check_context(preset, context)
     model = shard_model(model, cfg.recompute)
     pack = preset.model.audio_pack_frames
 
     def step(role, draws):
         batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
+        batch = to_device(batch, device)
         return diffusion_forcing_step(model, batch, cfg, preset.causal, preset.schedule, draws)
 
     trainee = Trainee(model, cfg.optim, ema=cfg.ema)
@@ -170,7 +173,7 @@ def run_stage1(
         desc="stage1",
         log=_logger(run_dir),
     )
-    _save_final(final, model, preset, _extra("stage1", cfg, result, weights.path))
+    _save_final(final, model, preset, _extra("stage1", cfg, result, weights))
     return final
 
 
@@ -202,9 +205,13 @@ def run_stage2(
         return final
     student_w = Weights.of(student_path)
     critic_w = Weights.of(critic_path or teacher_path, critic_adapter)
-    student, preset = load_model(student_w, "block_causal", cfg.lora)
-    teacher, teacher_preset = load_frozen(Weights.of(teacher_path))
-    critic, critic_preset = load_model(critic_w, "bidirectional", cfg.lora)
+    device = training_device()
+    student, preset = load_model(student_w, "block_causal", cfg.lora, device)
+    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    teacher, teacher_preset = load_frozen(
+        Weights.of(teacher_path), device=device, dtype=frozen_dtype
+    )
+    critic, critic_preset = load_model(critic_w, "bidirectional", cfg.lora, device)
     want = preset if cfg.critic_scale == "student" else teacher_preset
     check_width("critic", critic_w, critic_preset, cfg.critic_scale, want)
     check_inputs("critic", critic_w, critic_preset, preset)
@@ -222,7 +229,7 @@ def run_stage2(
     reward = reward_fn if shaper is not None else None
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, frames, cfg.references, context)
+        batch = to_device(draw_batch(cache, draws, pack, frames, cfg.references, context), device)
         if role == "critic":
             return critic_step(critic, student, batch, cfg, causal, schedule, draws)
         return student_step(
@@ -244,14 +251,23 @@ def run_stage2(
         log=_logger(run_dir),
         hooks={"reward": shaper} if shaper is not None else None,
     )
-    extra = _extra("stage2", cfg, result, student_w.path)
+    extra = _extra("stage2", cfg, result, student_w)
     _save_final(final, student, preset, extra)
     if cfg.ema is not None:
         _save_ema(run_dir / "student_ema.safetensors", student, preset, extra, run_dir)
     return final
 
 
-def _extra(stage: str, cfg, result, base: Path | None = None) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The model inputs of a batch on the training device (the raw waveform stays on the CPU,
+    where the reward's MFCCs are computed)."""
+    if device.type == "cpu":
+        return batch
+    moved = {k: v.to(device) for k, v in batch.items() if k in ("x0", "audio")}
+    return {**batch, **moved, "cond": batch["cond"].to(device)}
+
+
+def _extra(stage: str, cfg, result, base: Weights | None = None) -> dict:
     losses = result.losses("student" if stage == "stage2" else None)
     extra = {
         "stage": stage,
@@ -259,8 +275,9 @@ def _extra(stage: str, cfg, result, base: Path | None = None) -> dict:
         "final_loss": losses[-1] if losses else None,
         "metrics_tail": result.history[-5:],
     }
-    if base is not None:
-        extra["base"] = str(Path(base).resolve())
+    if base is not None:  # what a LoRA stage's adapter applies to
+        extra["base"] = str(base.base.path.resolve())
+        extra["base_adapters"] = [str(a.resolve()) for a in base.base.adapters]
     return extra
 
 

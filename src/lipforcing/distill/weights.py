@@ -1,15 +1,19 @@
 """Where each model of a stage comes from: teacher, critic and student from their own files.
 
 Teacher, fake-score critic and student are each loaded from their own weights and scale (the
-paper's 14B OmniAvatar-LS teacher with a 1.3B student and a 1.3B critic), on one code path:
+paper's 14B OmniAvatar-LS teacher with a 1.3B student and a 1.3B critic), through the one
+weights loader (:func:`lipforcing.models.weights.load_model`: our checkpoints, the released
+layouts, Wan shards, diffusers folders, distributed checkpoints, adapters folded in):
 
-- a full checkpoint (ours: ``.safetensors`` + ``.json``) rebuilt with the attention the role
-  needs (bidirectional teacher / critic, block-causal student);
-- a LoRA adapter written by a LoRA stage (``distill.lora.save_adapter``): its base is the full
-  checkpoint named in its JSON, the adapter's factors become the trainable LoRA.
+- ``Weights.base`` names the model as the loader does (a :class:`WeightsSpec`: a base and
+  adapters folded into it, e.g. Wan 2.1 14B + the OmniAvatar-LS adapter for the teacher);
+- ``Weights.adapter`` is a LoRA adapter the trainee's LoRA *starts from*, kept unmerged and
+  trained (the release's ``merge_lora=False`` student and critic), e.g. a Stage-1 adapter;
+- a file written by a LoRA stage (``distill.lora.save_adapter``) names its base in its JSON, so
+  it can be given alone.
 
 Frozen models (teacher, codec, SyncNet) are put in eval mode without gradients and are never
-wrapped for training. The width checks run before any step (one message naming both files).
+wrapped for training. The width and input checks run before any step (one message).
 """
 
 from __future__ import annotations
@@ -18,36 +22,55 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from lipforcing.config import LoraConfig, PresetConfig
 from lipforcing.distill.lora import ADAPTER_FORMAT, add_lora, load_adapter
 from lipforcing.errors import CheckpointError
-from lipforcing.models.checkpoints import load_weights, read_preset, read_state_dict
-from lipforcing.models.dit import LipSyncDiT, build_model
+from lipforcing.models.checkpoints import read_state_dict
+from lipforcing.models.dit import LipSyncDiT
+from lipforcing.models.weights import WeightsSpec
+from lipforcing.models.weights import load_model as load_weights_spec
 
 
 @dataclass(frozen=True)
 class Weights:
-    """A model's weights: a full checkpoint, optionally with an adapter to train from."""
+    """A model's weights: what the loader builds, and optionally an adapter to train from."""
 
-    path: Path
+    base: WeightsSpec
     adapter: Path | None = None
 
+    @property
+    def path(self) -> Path:
+        return self.base.path
+
     @classmethod
-    def of(cls, path: str | Path, adapter: str | Path | None = None) -> Weights:
-        """Resolve an adapter file given as ``path`` to (its base, itself)."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"no checkpoint at {path}")
-        if adapter is None and is_adapter(path):
-            return cls(adapter_base(path), path)
-        return cls(path, None if adapter is None else Path(adapter))
+    def of(
+        cls, path: str | Path | WeightsSpec | Weights, adapter: str | Path | None = None
+    ) -> Weights:
+        """Resolve a LoRA stage's output given as ``path`` to (its base, itself)."""
+        if isinstance(path, Weights):
+            return path
+        spec = WeightsSpec.of(path)
+        if not spec.path.exists():
+            raise CheckpointError(f"no weights at {spec.path}")
+        if adapter is None and is_adapter(spec.path):
+            return cls(adapter_base(spec.path), spec.path)
+        return cls(spec, None if adapter is None else Path(adapter))
+
+
+def from_cli(path: str, adapters: list[str], lora: LoraConfig | None) -> Weights:
+    """``--X PATH [--X-adapter A ...]``: adapters fold into the base, except that a model
+    trained with LoRA starts its LoRA from the last one (the release's merge_lora=False)."""
+    if lora is not None and adapters:
+        return Weights(WeightsSpec.of(path, adapters[:-1]), Path(adapters[-1]))
+    return Weights.of(WeightsSpec.of(path, adapters))
 
 
 def is_adapter(path: Path) -> bool:
     side = path.with_suffix(".json")
-    if not side.is_file():
+    if not (path.is_file() and side.is_file()):
         return False
     try:
         return json.loads(side.read_text()).get("format") == ADAPTER_FORMAT
@@ -55,47 +78,56 @@ def is_adapter(path: Path) -> bool:
         return False
 
 
-def adapter_base(path: Path) -> Path:
-    """The full checkpoint a LoRA adapter was trained on (recorded in its JSON)."""
-    base = json.loads(path.with_suffix(".json").read_text()).get("extra", {}).get("base")
-    if not base or not Path(base).is_file():
+def adapter_base(path: Path) -> WeightsSpec:
+    """The weights a LoRA adapter was trained on (recorded in its JSON)."""
+    extra = json.loads(path.with_suffix(".json").read_text()).get("extra", {})
+    base, folded = extra.get("base"), extra.get("base_adapters", [])
+    missing = [p for p in [base, *folded] if not p or not Path(p).exists()]
+    if missing:
         raise CheckpointError(
-            f"{path} is a LoRA adapter whose base checkpoint ({base}) is missing; "
+            f"{path} is a LoRA adapter whose base weights ({missing[0]}) are missing; "
             f"pass the base weights explicitly"
         )
-    return Path(base)
+    return WeightsSpec.of(base, folded)
 
 
 def load_model(
-    weights: Weights, attention: str, lora: LoraConfig | None = None
+    weights: Weights,
+    attention: str,
+    lora: LoraConfig | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[LipSyncDiT, PresetConfig]:
-    """Build the model of ``weights.path`` with ``attention``, load it, add LoRA / adapter."""
-    preset = read_preset(weights.path).with_attention(attention)
-    model = build_model(preset.model)
-    load_weights(model, read_state_dict(weights.path), source="native", strict=True)
+    """The trainee of ``weights`` with ``attention`` (fp32 master weights), LoRA added and
+    started from ``weights.adapter`` when given."""
+    loaded = load_weights_spec(weights.base, attention=attention, device=device)
+    model, preset = loaded.model, loaded.preset
     if lora is not None:
         add_lora(model, lora)
+        model.to(device)
     if weights.adapter is not None:
         if lora is None:
             raise CheckpointError(
                 f"{weights.adapter}: a LoRA adapter, but the recipe trains this model in full "
-                f"(merge it first with `lipforcing convert`)"
+                f"(fold it into the base instead: give it as an adapter of the weights)"
             )
         load_adapter(model, read_state_dict(weights.adapter), str(weights.adapter))
     return model, preset
 
 
 def load_frozen(
-    weights: Weights, attention: str = "bidirectional"
+    weights: Weights,
+    attention: str = "bidirectional",
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[nn.Module, PresetConfig]:
-    """A frozen model (teacher): no grads, eval mode; an adapter is merged into it first."""
+    """A frozen model (teacher): adapters folded in, no grads, eval mode, ``dtype``."""
     if weights.adapter is not None:
         raise CheckpointError(
-            f"{weights.adapter}: merge this adapter into its base with `lipforcing convert` to use "
-            f"it as a frozen teacher"
+            f"{weights.adapter}: a frozen teacher takes its adapters folded in (as adapters "
+            f"of its weights), not as a trainable LoRA"
         )
-    model, preset = load_model(weights, attention)
-    return model.requires_grad_(False).eval(), preset
+    loaded = load_weights_spec(weights.base, attention=attention, device=device, dtype=dtype)
+    return loaded.model.requires_grad_(False).eval(), loaded.preset
 
 
 def check_width(
