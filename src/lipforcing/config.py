@@ -174,14 +174,15 @@ class ScheduleConfig:
     window_scale: float = 4.5  # CFG scale inside the window, 1.0 outside
 
     def __post_init__(self) -> None:
-        lo, hi = self.window_steps
-        if not 0 <= lo <= hi <= self.num_steps:
-            raise ValueError(f"window_steps {self.window_steps} must lie in [0, {self.num_steps}]")
+        if not 0 <= self.window_steps[0] <= self.window_steps[1]:
+            raise ValueError(f"window_steps {self.window_steps}: need 0 <= first <= last")
 
     def tau(self, j: int) -> float:
         """Grid time tau_j of the shifted grid (``diffusion.schedules.shifted_timesteps``)."""
         from lipforcing.diffusion.schedules import shifted_timesteps
 
+        if not 0 <= j <= self.num_steps:
+            raise ValueError(f"grid step {j} is outside the {self.num_steps}-step grid")
         return float(shifted_timesteps(self.num_steps, self.shift)[j])
 
     @property
