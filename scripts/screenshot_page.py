@@ -1,7 +1,7 @@
 """Screenshot the live page in headless Chromium while it streams the built-in speech.
 
 Starts the server on 127.0.0.1 (a random port, a random token), launches Chromium headless
-with a DevTools port, opens ``/?token=...&autostart=sample`` (the page fetches the built-in
+with a DevTools port, opens ``/?autostart=sample#token=...`` (the page fetches the built-in
 speech, streams it up the WebSocket at real time and draws the returned frames), waits, reads
 the page's stats and saves a PNG. Needs a ``chromium`` binary (Debian: ``apt-get install
 chromium``).
@@ -39,7 +39,7 @@ def main() -> None:
     token = secrets.token_hex(8)
     port = free_port()
     server, thread = start_server(args, token, port)
-    url = f"http://127.0.0.1:{port}/?token={token}&autostart=sample"
+    url = f"http://127.0.0.1:{port}/?autostart=sample#token={token}"  # fragments stay local
     try:
         png, stats = asyncio.run(screenshot(args.chromium, url, args.wait))
     finally:
@@ -100,6 +100,11 @@ async def screenshot(chromium: str, url: str, wait: float) -> tuple[bytes, dict]
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--remote-debugging-port=0",
             f"--user-data-dir={profile}",
             "--window-size=1280,760",

@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from lipforcing.errors import MediaError, UserError
+from lipforcing.media.probe import MediaBudget, VideoKind, open_video
 
 SAMPLE_RATE = 16_000
 
@@ -87,44 +88,76 @@ def read_video(
     return conform(clip, fps) if fps is not None else clip
 
 
-def _decode_video(path: str | Path, max_frames: int | None):
-    """Yield (RGB frame, timestamp or NaN, nominal fps) of the first video stream."""
-    name = Path(path).name
-    with _open(path) as container:
+def _decode_video(path: str | Path, max_frames: int | None, untrusted: Untrusted | None = None):
+    """Yield (RGB frame, timestamp or NaN, nominal fps) of the first video stream.
+
+    With ``untrusted``, the container is opened with its demuxer forced, decoded on one thread,
+    and every frame's size and timestamp is checked against the budget BEFORE it is converted.
+    """
+    name = untrusted.name if untrusted else Path(path).name
+    container = open_video(path, untrusted.kind, name) if untrusted else _open(path)
+    with container:
         if not container.streams.video:
             raise MediaError(f"{name}: no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if untrusted is None:
+            stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         native_fps = float(rate) if rate else 25.0
-        count = 0
+        count, first = 0, None
         try:
             for frame in container.decode(stream):
                 stamp = frame.time if frame.time is not None else np.nan
+                if untrusted is not None:
+                    first = stamp if first is None else first
+                    untrusted.check(frame, stamp - first, count, native_fps)
                 yield frame.to_ndarray(format="rgb24"), stamp, native_fps
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     break
         except av.error.FFmpegError as e:
             if not count:
-                raise MediaError(f"{name}: cannot decode video ({e})") from None
+                raise MediaError(f"{name}: cannot decode video ({e.strerror or e})") from None
         if not count:
             raise MediaError(f"{name}: the video stream has no frames")
 
 
+@dataclass(frozen=True)
+class Untrusted:
+    """How to decode a file nobody vouches for (an upload): its sniffed kind and its budget."""
+
+    kind: VideoKind  # from media.probe.sniff, never from the name
+    budget: MediaBudget
+    name: str  # the name to report (the user's, not the server's temporary path)
+
+    def check(self, frame, seconds: float, count: int, fps: float) -> None:
+        """Refuse a decoded frame over the budget before its pixels are converted."""
+        self.budget.check_size(frame.width, frame.height, self.name)
+        if np.isfinite(seconds):
+            self.budget.check_seconds(seconds, fps, self.name)
+        if count >= self.budget.max_frames:
+            raise MediaError(f"{self.name}: more than {self.budget.max_frames} frames")
+
+
 def iter_frames(
-    path: str | Path, fps: float | None = None, *, max_frames: int | None = None
+    path: str | Path,
+    fps: float | None = None,
+    *,
+    max_frames: int | None = None,
+    untrusted: Untrusted | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Stream ``(source_index, frame)`` pairs: the frames of ``read_video(path, fps)``.
 
     Holds one decoded frame at a time, so clips of any length fit in memory; conforming is
-    the same timestamp sample-and-hold as :func:`conform`.
+    the same timestamp sample-and-hold as :func:`conform`. With ``untrusted`` (an upload) the
+    budget is also checked on the conformed duration before the last frame is held.
     """
     if fps is not None and fps <= 0:
         raise UserError(f"fps must be positive, got {fps}")
     stamps: list[float] = []  # seconds since the first frame, made non-decreasing
     previous, k, first, native_fps = None, 0, 0.0, 25.0
-    for i, (frame, stamp, rate) in enumerate(_decode_video(path, max_frames)):
+    frames = _decode_video(path, max_frames, untrusted)
+    for i, (frame, stamp, rate) in enumerate(frames):
         if fps is None:
             yield i, frame
             continue
@@ -139,6 +172,8 @@ def iter_frames(
     if fps is None or previous is None:
         return
     step = np.median(np.diff(stamps)) if len(stamps) > 1 else 1.0 / native_fps
+    if untrusted is not None:  # the last frame is held for one typical interval
+        untrusted.budget.check_seconds(stamps[-1] + step, fps, untrusted.name)
     count = max(1, int(round((stamps[-1] + step) * fps)))
     for _ in range(k, count):
         yield previous
@@ -283,6 +318,7 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
 
 
 __all__ = [
+    "Untrusted",
     "VideoClip",
     "conform",
     "iter_frames",

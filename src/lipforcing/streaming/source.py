@@ -3,6 +3,13 @@
 The face is tracked once, up front, over the whole source (a still image is a one-frame video).
 Output frame ``n`` shows source frame :func:`pingpong_index` ``(n, T)``: the source plays
 forward, then backward, then forward again, so a stream that outlasts the source never jumps.
+
+Two ways in: :meth:`Source.from_file` / :meth:`Source.from_frames` hold the frames as one
+array (a file the user names on the command line); :meth:`Source.from_upload` is for files
+nobody vouches for (the server's uploads): the kind is sniffed from the bytes, the budgets are
+checked from the container and then per decoded frame, the face is tracked one frame at a time
+(the clip is never decoded into memory at once), and the frames are kept JPEG-coded
+(:mod:`lipforcing.streaming.framestore`), the crops cut on access.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from lipforcing.config import MediaConfig
-from lipforcing.errors import MediaError
+from lipforcing.errors import MediaError, UserError
+from lipforcing.media.probe import MediaBudget
+from lipforcing.streaming.framestore import CodedFrames, WarpedCrops, encode_picture
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -36,15 +45,15 @@ class Source:
     """A source video conformed to the media frame rate, with its face track.
 
     Attributes:
-        frames: full frames, (T, H, W, 3) uint8 RGB.
-        crops: aligned face crops, (T, S, S, 3) uint8.
+        frames: full frames, (T, H, W, 3) uint8 RGB (an array, or :class:`CodedFrames`).
+        crops: aligned face crops, (T, S, S, 3) uint8 (an array, or :class:`WarpedCrops`).
         transforms: frame -> crop affine transforms, (T, 2, 3).
         fps: frame rate of ``frames`` (the media config's rate).
         source_fps: frame rate of the file it was read from (None for an image).
     """
 
-    frames: np.ndarray
-    crops: np.ndarray
+    frames: np.ndarray | CodedFrames
+    crops: np.ndarray | WarpedCrops
     transforms: np.ndarray
     fps: float
     source_fps: float | None = None
@@ -57,6 +66,11 @@ class Source:
     def frame_size(self) -> tuple[int, int]:
         """(height, width) of a full frame."""
         return self.frames.shape[1], self.frames.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the source holds (frames, crops, transforms), bytes."""
+        return self.frames.nbytes + self.crops.nbytes + self.transforms.nbytes
 
     def indices(self, start: int, count: int) -> np.ndarray:
         """Source frame indices of output frames [start, start + count)."""
@@ -105,6 +119,79 @@ class Source:
         if len(clip.frames) >= int(max_seconds * cfg.fps):  # the decode hit the cap
             raise MediaError(f"{path.name}: longer than {max_seconds:.0f} s; trim the source")
         return cls.from_frames(np.asarray(clip.frames), cfg, source_fps=fps, name=path.name)
+
+    @classmethod
+    def from_upload(
+        cls,
+        path: str | Path,
+        cfg: MediaConfig,
+        *,
+        budget: MediaBudget,
+        name: str,
+        max_bytes: int | None = None,
+    ) -> Source:
+        """Read an untrusted file (see the module docstring); ``name`` is what errors call it.
+
+        ``max_bytes`` bounds the coded frames; ingesting stops as soon as they pass it.
+
+        Raises:
+            MediaError: not an accepted kind, over ``budget``, unreadable, or no face.
+        """
+        from lipforcing.media.io import Untrusted, iter_frames
+        from lipforcing.media.probe import IMAGE_KINDS, probe_video, read_image, sniff
+
+        if cfg.detector != "dlib":
+            raise UserError(f"uploads need the dlib face detector, not {cfg.detector!r}")
+        kind = sniff(path, name)
+        if kind in IMAGE_KINDS:
+            pairs, fps = enumerate(read_image(path, kind, budget, name)), None
+        else:
+            fps = probe_video(path, kind, budget, name).fps
+            pairs = iter_frames(path, cfg.fps, untrusted=Untrusted(kind, budget, name))
+        frames, track = _ingest(pairs, cfg, name, max_bytes)
+        crops = WarpedCrops(frames, track.transforms, cfg.crop_size)
+        transforms = np.asarray(track.transforms, np.float64)
+        return cls(frames, crops, transforms, cfg.fps, fps, name)
+
+
+def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None = None):
+    """Code each decoded frame once, track the face on it, and lay both on the output frames.
+
+    ``pairs`` yields (decoded index, frame) per output frame, as :func:`iter_frames` does; a
+    decoded frame repeated by conforming is coded and searched once.
+    """
+    from lipforcing.media.faces import FaceFollower, five_from_68, require_face
+    from lipforcing.media.faces import track_from_landmarks as from_landmarks
+
+    follow = FaceFollower()
+    pictures: list[bytes] = []
+    points, boxes, index = [], [], []
+    last, size, coded = None, None, 0
+    for i, frame in pairs:
+        if i != last:
+            size = size or frame.shape
+            if frame.shape != size:
+                raise MediaError(
+                    f"{name}: the frame size changes mid-video ({size} -> {frame.shape})"
+                )
+            p68, box = follow(frame)
+            points.append(np.full((68, 2), np.nan) if p68 is None else p68)
+            boxes.append(np.full(4, np.nan) if box is None else box)
+            pictures.append(encode_picture(frame))
+            coded += len(pictures[-1])
+            if max_bytes is not None and coded > max_bytes:
+                raise MediaError(
+                    f"{name}: needs more than {max_bytes / 1e6:.0f} MB kept in memory; "
+                    "send a shorter or smaller video"
+                )
+            last = i
+        index.append(len(pictures) - 1)
+    index = np.asarray(index)
+    landmarks = five_from_68(np.asarray(points))[index]
+    found = np.isfinite(np.asarray(boxes)[:, 0])[index]
+    track = from_landmarks(landmarks, found, cfg, size[:2], np.asarray(boxes)[index])
+    require_face(track, name)
+    return CodedFrames(pictures, index, size[0], size[1]), track
 
 
 def _read_image(path: Path) -> np.ndarray:

@@ -1,0 +1,82 @@
+"""What every transport does with a session: open it, apply control messages, retire it.
+
+The WebSocket and WebRTC handlers both open a :class:`StreamSession` through
+:func:`open_session` (source looked up, options applied, the memory budget checked), pass the
+client's JSON control messages to :func:`apply_control`, and hand the session to
+:meth:`Retirer.retire` when the client leaves: the session is stopped on a worker thread in the
+background, so the caller (and the session slot) never waits for the chunk being generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from lipforcing.streaming.server.protocol import ProtocolError, SessionOptions, message
+from lipforcing.streaming.session import StreamSession
+
+log = logging.getLogger(__name__)
+
+
+async def open_session(state, options: SessionOptions) -> StreamSession:
+    """A new session on the chosen source (ProtocolError for an unknown source)."""
+    if options.source not in state.sources:
+        raise ProtocolError(f"unknown source {options.source[:40]!r}", fatal=True)
+    state.memory.admit_session()
+    source = state.sources[options.source]
+    return await asyncio.to_thread(
+        StreamSession,
+        state.pipeline,
+        source,
+        seed=options.seed,
+        realtime=options.realtime,
+        max_pending_s=state.limits.max_pending_s,
+    )
+
+
+def apply_control(session: StreamSession | None, msg: dict) -> str | None:
+    """Apply one control message; returns a reply message, if any."""
+    kind = msg["type"]
+    if kind == "ping":
+        return message("pong")
+    if kind == "start":
+        raise ProtocolError("the session has already started")
+    if kind not in ("end_segment", "clear", "close"):
+        raise ProtocolError(f"unknown message type {kind[:40]!r}")
+    if session is None:
+        raise ProtocolError(f"{kind!r} before start")
+    {"end_segment": session.end_segment, "clear": session.clear, "close": session.close}[kind]()
+    return None
+
+
+def ready_fields(session: StreamSession, source, limits) -> dict:
+    h, w = source.frame_size
+    return {
+        "fps": session.fps,
+        "sample_rate": session.sample_rate,
+        "width": w,
+        "height": h,
+        "limits": limits.public(),
+    }
+
+
+class Retirer:
+    """Stops finished sessions off the event loop, keeping a handle on each stop until done."""
+
+    def __init__(self) -> None:
+        self.pending: set[asyncio.Task] = set()
+
+    def retire(self, session: StreamSession) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(session.stop))
+        self.pending.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stopping a session failed", exc_info=task.exception())
+
+    async def wait(self) -> None:
+        """Wait for every stop still running (server shutdown, tests)."""
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)

@@ -1,0 +1,75 @@
+"""A real server on 127.0.0.1 for tests (uvicorn in a thread) and small client helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+
+TOKEN = "s3cret-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app, *, ws_max_size: int = 4 * 2**20):
+    """Serve ``app`` on a free loopback port; yields ``"127.0.0.1:port"``."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=ws_max_size
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def auth(token: str = TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def pcm_bytes(audio: np.ndarray) -> bytes:
+    return np.round(np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def recv_json(ws, timeout: float = 30.0) -> dict:
+    """The next text message (binary frames before it are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(msg, str):
+            return json.loads(msg)
+
+
+def closed_with(ws, timeout: float = 30.0):
+    """Read until the server closes; returns (close code, last error message or None)."""
+    from websockets.exceptions import ConnectionClosed
+
+    error = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            if isinstance(msg, str) and json.loads(msg).get("type") == "error":
+                error = json.loads(msg)
+    except ConnectionClosed as e:
+        return (e.rcvd.code if e.rcvd else None), error
+    raise AssertionError("the server did not close the connection")
