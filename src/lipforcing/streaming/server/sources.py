@@ -68,7 +68,7 @@ async def receive_body(stream, path: Path, limits: ServerLimits) -> int:
 
     try:
         size = await asyncio.wait_for(spool(), limits.upload_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise UploadRefused(f"upload not received in {limits.upload_timeout_s:g} s", 408) from None
     if size == 0:
         raise UploadRefused("empty upload", 400)

@@ -126,7 +126,7 @@ class WebSocketClient:
         """The first message, carrying the token when the handshake did not."""
         try:
             raw = await asyncio.wait_for(self.ws.receive(), self.limits.auth_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ProtocolError(
                 f"no message in {self.limits.auth_timeout_s:g} s", fatal=True
             ) from None
@@ -243,7 +243,7 @@ class WebSocketClient:
         reason = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
         try:
             await asyncio.wait_for(self.ws.close(code=code, reason=reason), CLOSE_TIMEOUT_S)
-        except (asyncio.TimeoutError, WebSocketDisconnect):
+        except (TimeoutError, WebSocketDisconnect):
             log.debug("close frame not delivered: the client stopped reading")
 
 
