@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from lipforcing.streaming.server.limits import MB, ServerLimits
 
@@ -45,14 +46,15 @@ class SessionSlots:
 
 
 def resident_bytes() -> int:
-    """Resident memory of this process (Linux /proc; psutil elsewhere)."""
+    """Resident memory of this process (Linux /proc; elsewhere the peak, which is larger)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * PAGE_BYTES
     except OSError:
-        import psutil
+        import resource
 
-        return psutil.Process().memory_info().rss
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KB elsewhere
 
 
 class MemoryGuard:
