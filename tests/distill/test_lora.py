@@ -82,7 +82,9 @@ def test_adapter_alone_merges_into_the_base_like_the_lora_model(tmp_path):
         for p in lora_model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
-    adapter = save_adapter(tmp_path / "adapter.safetensors", lora_model, preset)
+    adapter = save_adapter(
+        tmp_path / "adapter.safetensors", lora_model.state_dict(), lora_model.lora, preset
+    )
     keys = set(read_state_dict(adapter))
     assert all(".default." not in k for k in keys)
     assert not any(k.endswith(("self_attn.q.weight", "norm_q.weight")) for k in keys)

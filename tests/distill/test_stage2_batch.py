@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from distill_helpers import sample_reward, stage2_setup, stage2_worker
 
 from lipforcing.config import with_overrides
-from lipforcing.distill.run_state import export_trainable
+from lipforcing.distill.run_state import export_checkpoint, export_trainable
 from lipforcing.distill.stages import run_stage2
 from lipforcing.models.checkpoints import load_checkpoint, read_state_dict
 
@@ -80,11 +80,24 @@ def test_exact_resume_from_the_distributed_checkpoint(tmp_path, setup_root):
 
 
 def test_checkpoint_exports_to_one_file_equal_to_the_trained_student(tmp_path, setup_root):
+    from lipforcing.cli.main import main
+
     cache, teacher, s1, cfg = stage2_setup(setup_root, micro=2)
     out = run_stage2(
         cache, s1, teacher, cfg, tmp_path / "s2", reward_fn=sample_reward, critic_path=s1
     )
     exported = export_trainable(tmp_path / "s2" / "checkpoint", "student")
     assert_same(exported, params(out), atol=0)  # full fine-tune: every parameter
-    model, preset = load_checkpoint(out)
+    run = str(tmp_path / "s2")
+    assert main(["train", "export", run, "--out", str(tmp_path / "x.safetensors")]) == 0
+    assert main(["train", "export", run, "--ema", "--out", str(tmp_path / "e.safetensors")]) == 0
+    assert_same(params(tmp_path / "x.safetensors"), params(out), atol=0)
+    assert_same(
+        params(tmp_path / "e.safetensors"), params(out.with_name("student_ema.safetensors")), atol=0
+    )
+    model, preset = load_checkpoint(tmp_path / "x.safetensors")
     assert preset.model.attention == "block_causal"
+    critic, cpreset = load_checkpoint(
+        export_checkpoint(tmp_path / "s2", "critic", tmp_path / "c.safetensors")
+    )
+    assert cpreset.model.attention == "bidirectional"

@@ -178,6 +178,30 @@ def test_lora_stages_save_adapters_alone_and_continue_from_them(tmp_path):
     s2 = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2")
     with safe_open(str(s2), "pt") as f:
         assert set(f.keys()) == keys
+    # the run's checkpoint exports the same adapter; `lipforcing convert` folds it into its base
+    from lipforcing.cli.main import main
+    from lipforcing.distill.run_state import export_checkpoint
+
+    exported = export_checkpoint(tmp_path / "s2", "student", tmp_path / "adapter.safetensors")
+    a, b = read_state_dict(exported), read_state_dict(s2)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    merged = tmp_path / "merged.safetensors"
+    assert (
+        main(
+            [
+                "convert",
+                str(teacher),
+                "--adapter",
+                str(exported),
+                "--out",
+                str(merged),
+                "--attention",
+                "student",
+            ]
+        )
+        == 0
+    )
+    assert not any("lora" in k for k in read_state_dict(merged))
     assert s2.with_name("student_ema.safetensors").is_file()
     other = dataclasses.replace(dmd, lora=LoraConfig(rank=8, alpha=2.0))
     with pytest.raises(

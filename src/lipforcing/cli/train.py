@@ -1,4 +1,4 @@
-"""Training entry points: ``lipforcing train {codec,teacher,syncnet,stage1,stage2,recipe}``."""
+"""Training entry points: ``lipforcing train {codec,teacher,syncnet,stage1,stage2,recipe,...}``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ STAGES = {
     "stage1": ("lipforcing.cli.train_stage1", "Stage 1: Diffusion Forcing"),
     "stage2": ("lipforcing.cli.train_stage2", "Stage 2: Sync-Window DMD with SyncNet reward"),
     "recipe": ("lipforcing.cli.train_recipe", "the whole chain on a preset (CPU: tiny)"),
+    "export": ("lipforcing.cli.train_export", "one model of a run's checkpoint as one file"),
 }
 
 

@@ -46,6 +46,7 @@ class Trainee:
     optim: OptimConfig
     lr: float | None = None
     ema: float | None = None  # EMA decay of its trainable parameters; None: no EMA
+    meta: dict = field(default_factory=dict)  # JSON kept in trainer.json (preset, LoRA, base)
 
 
 class Hook(Protocol):
@@ -118,7 +119,12 @@ def train(
             log(i, metrics)
         done = i + 1
         if run_dir is not None and (done % save_every == 0 or done == end):
-            trainer = {"step": done, "history": result.history, **_sched_states(opts, hooks)}
+            trainer = {
+                "step": done,
+                "history": result.history,
+                "trainees": {k: t.meta for k, t in trainees.items()},
+                **_sched_states(opts, hooks),
+            }
             save_run(run_dir, _models(trainees), _optims(opts), _ema_states(emas), trainer)
     print0(f"{desc}: {end} iterations, {time.perf_counter() - t0:.1f} s this run")
     return result

@@ -86,25 +86,24 @@ def adapter_state(state: dict[str, Tensor], alpha: float | None = None) -> dict[
 
 def save_adapter(
     path: str | Path,
-    model: nn.Module,
+    state: dict[str, Tensor],
+    lora: LoraConfig,
     preset,
     extra: dict | None = None,
-    state: dict[str, Tensor] | None = None,
 ) -> Path:
-    """Write the adapter alone (safetensors) and its config JSON beside it; ``state``: the
-    model's full state dict (default ``model.state_dict()``; gathered under FSDP2)."""
+    """Write a LoRA model's adapter alone (safetensors) and its config JSON beside it;
+    ``state``: the model's full state dict (gathered under FSDP2) or its trainable part."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lora: LoraConfig = model.lora
     header = {
         "format": ADAPTER_FORMAT,
         "rank": str(lora.rank),
         "alpha": str(lora.alpha),
         "preset": preset.to_json(),
     }
-    save_file(adapter_state(state or model.state_dict(), lora.alpha), str(path), metadata=header)
+    save_file(adapter_state(state, lora.alpha), str(path), metadata=header)
     meta = {
         "format": ADAPTER_FORMAT,
         "lora": {"rank": lora.rank, "alpha": lora.alpha},

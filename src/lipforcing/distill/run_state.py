@@ -227,3 +227,38 @@ def _write_json(path: Path, value: dict) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(value, indent=1))
     os.replace(tmp, path)
+
+
+def export_checkpoint(
+    run_dir: str | Path, name: str, out: str | Path, *, ema: bool = False
+) -> Path:
+    """Write trainee ``name`` of a run's distributed checkpoint (or its EMA) as one file on one
+    process: a full checkpoint (``.safetensors`` + ``.json``), or the adapter alone for a LoRA
+    trainee (its JSON naming the base it applies to)."""
+    from lipforcing.config import LoraConfig, PresetConfig
+    from lipforcing.distill.lora import save_adapter
+    from lipforcing.models.checkpoints import save_checkpoint
+
+    run_dir = Path(run_dir)
+    if not has_checkpoint(run_dir):
+        raise CheckpointError(f"{run_dir}: no distributed checkpoint (checkpoint/, trainer.json)")
+    meta = json.loads((run_dir / TRAINER).read_text()).get("trainees", {}).get(name)
+    if not meta:
+        raise CheckpointError(f"{run_dir}: no trainee {name!r} in this run")
+    state = export_trainable(run_dir / CHECKPOINT, name, ema=ema)
+    preset = PresetConfig.from_dict(meta["preset"])
+    extra = {"exported_from": str(run_dir), "ema": ema}
+    extra |= {k: meta[k] for k in ("base", "base_adapters") if k in meta}
+    if meta.get("lora"):
+        return save_adapter(out, state, LoraConfig(**meta["lora"]), preset, extra)
+    return save_checkpoint(out, StateDict(state), preset, extra)
+
+
+class StateDict:
+    """A state dict with the one method ``save_checkpoint`` reads."""
+
+    def __init__(self, state: dict) -> None:
+        self._state = state
+
+    def state_dict(self) -> dict:
+        return self._state

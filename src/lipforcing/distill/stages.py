@@ -29,6 +29,7 @@ from lipforcing.distill.latents import draw_batch
 from lipforcing.distill.loop import Plan, Trainee, train
 from lipforcing.distill.lora import is_trainable, save_adapter
 from lipforcing.distill.reward import RewardFn, RewardShaper
+from lipforcing.distill.run_state import StateDict
 from lipforcing.distill.weights import (
     Weights,
     check_inputs,
@@ -119,7 +120,7 @@ def run_teacher(
         batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
         return teacher_step(model, to_device(batch, device), cfg, draws)
 
-    trainee = Trainee(model, cfg.optim)
+    trainee = Trainee(model, cfg.optim, meta=trainee_meta(preset, None, None))
     result = train(
         {"model": trainee},
         step,
@@ -162,7 +163,7 @@ def run_stage1(
         batch = to_device(batch, device)
         return diffusion_forcing_step(model, batch, cfg, preset.causal, preset.schedule, draws)
 
-    trainee = Trainee(model, cfg.optim, ema=cfg.ema)
+    trainee = Trainee(model, cfg.optim, ema=cfg.ema, meta=trainee_meta(preset, cfg.lora, weights))
     result = train(
         {"model": trainee},
         step,
@@ -237,8 +238,15 @@ def run_stage2(
         )
 
     trainees = {
-        "student": Trainee(student, cfg.optim, ema=cfg.ema),
-        "critic": Trainee(critic, cfg.optim, lr=cfg.critic_lr),
+        "student": Trainee(
+            student, cfg.optim, ema=cfg.ema, meta=trainee_meta(preset, cfg.lora, student_w)
+        ),
+        "critic": Trainee(
+            critic,
+            cfg.optim,
+            lr=cfg.critic_lr,
+            meta=trainee_meta(critic_preset, cfg.lora, critic_w),
+        ),
     }
     result = train(
         trainees,
@@ -267,6 +275,22 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {**batch, **moved, "cond": batch["cond"].to(device)}
 
 
+def trainee_meta(preset: PresetConfig, lora, base: Weights | None) -> dict:
+    """What :func:`lipforcing.distill.run_state.export_checkpoint` needs to write a trainee."""
+    meta = {"preset": preset.to_dict(), "lora": None if lora is None else dataclasses.asdict(lora)}
+    if base is not None:
+        meta |= base_meta(base)
+    return meta
+
+
+def base_meta(base: Weights) -> dict:
+    """The weights a LoRA stage's adapter applies to."""
+    return {
+        "base": str(base.base.path.resolve()),
+        "base_adapters": [str(a.resolve()) for a in base.base.adapters],
+    }
+
+
 def _extra(stage: str, cfg, result, base: Weights | None = None) -> dict:
     losses = result.losses("student" if stage == "stage2" else None)
     extra = {
@@ -276,8 +300,7 @@ def _extra(stage: str, cfg, result, base: Weights | None = None) -> dict:
         "metrics_tail": result.history[-5:],
     }
     if base is not None:  # what a LoRA stage's adapter applies to
-        extra["base"] = str(base.base.path.resolve())
-        extra["base_adapters"] = [str(a.resolve()) for a in base.base.adapters]
+        extra |= base_meta(base)
     return extra
 
 
@@ -287,21 +310,11 @@ def full_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=opts)
 
 
-class _State:
-    """A state dict with the one method ``save_checkpoint`` reads."""
-
-    def __init__(self, state: dict) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state
-
-
 def _write(path: Path, state: dict, model: nn.Module, preset: PresetConfig, extra: dict) -> None:
     if getattr(model, "lora", None) is not None:
-        save_adapter(path, model, preset, extra, state)
+        save_adapter(path, state, model.lora, preset, extra)
     else:
-        save_checkpoint(path, _State(state), preset, extra)
+        save_checkpoint(path, StateDict(state), preset, extra)
 
 
 def _save_final(path: Path, model: nn.Module, preset: PresetConfig, extra: dict) -> None:
