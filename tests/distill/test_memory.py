@@ -5,13 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from lipforcing.config import LoraConfig, get_preset
-from lipforcing.distill.memory import RUNS, estimate, param_count, table, trainable_count
+from lipforcing.distill.memory import (
+    RUNS,
+    estimate,
+    options_table,
+    param_count,
+    table,
+    trainable_count,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "TRAINING.md"
 
 
 def test_the_documented_table_is_the_computed_one():
-    assert table() in DOC.read_text()
+    assert table() in DOC.read_text() and options_table() in DOC.read_text()
 
 
 def test_counts_and_sharding():

@@ -150,3 +150,37 @@ def table(runs: tuple[StageTwoRun, ...] = RUNS) -> str:
 
 def with_gpus(run: StageTwoRun, gpus: int) -> StageTwoRun:
     return dataclasses.replace(run, gpus=gpus)
+
+
+def options(run: StageTwoRun) -> dict[str, float]:
+    """Totals per GPU as implemented and with two changes not implemented here: recomputing
+    the student's calls from a snapshot of the cache each read (the saved activations become
+    each block's fp32 input plus one chunk-call's activations; the saved keys / values become
+    one whole-cache snapshot per chunk), then also sharding the frozen teacher (FSDP2 without
+    an optimiser) over the GPUs."""
+    est = estimate(run)
+    s = get_preset(run.student)
+    total = sum(est.values())
+    chunks = run.latent_frames // s.causal.chunk_frames
+    tokens = run.latent_frames * s.tokens_per_frame * run.micro_batch
+    inputs = tokens * s.model.num_layers * s.model.dim * FP32
+    one_call = tokens // chunks * act_per_token_block(s)
+    snapshots = chunks * est["rollout KV cache (bf16)"]
+    student_act = est["student activations (call j*, no recomputation)"]
+    kv = est["student keys/values attended by call j* (bf16)"]
+    recompute = total - student_act - kv + inputs + one_call + snapshots
+    teacher = est["teacher (bf16, whole, frozen)"]
+    return {
+        "as implemented": total,
+        "+ student recomputation from cache snapshots": recompute,
+        "+ frozen teacher sharded too": recompute - teacher + teacher / run.gpus,
+    }
+
+
+def options_table(runs: tuple[StageTwoRun, ...] = RUNS) -> str:
+    opts = [options(r) for r in runs]
+    rows = ["| total per GPU (GiB) | " + " | ".join(r.name for r in runs) + " |"]
+    rows.append("|---|" + "---:|" * len(runs))
+    for key in opts[0]:
+        rows.append(f"| {key} | " + " | ".join(f"{o[key] / GIB:.1f}" for o in opts) + " |")
+    return "\n".join(rows)
