@@ -14,6 +14,7 @@ distributed checkpoint. With LoRA the outputs are the adapter alone (its JSON na
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -204,52 +205,24 @@ def run_stage2(
     final = run_dir / "student.safetensors"
     if _skip(final, "stage2"):
         return final
-    student_w = Weights.of(student_path)
     critic_w = Weights.of(critic_path or teacher_path, critic_adapter)
-    device = training_device()
-    student, preset = load_model(student_w, "block_causal", cfg.lora, device)
-    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    teacher, teacher_preset = load_frozen(
-        Weights.of(teacher_path), device=device, dtype=frozen_dtype
-    )
-    critic, critic_preset = load_model(critic_w, "bidirectional", cfg.lora, device)
-    want = preset if cfg.critic_scale == "student" else teacher_preset
-    check_width("critic", critic_w, critic_preset, cfg.critic_scale, want)
-    check_inputs("critic", critic_w, critic_preset, preset)
-    check_inputs("teacher", Weights.of(teacher_path), teacher_preset, preset)
-    for p in (preset, teacher_preset, critic_preset):
-        check_context(p, context)
-    if cfg.drop_mode is not None:
-        schedule = dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
-        preset = dataclasses.replace(preset, schedule=schedule)
-    student, critic = shard_model(student), shard_model(critic, cfg.recompute)
-    causal, schedule = preset.causal, preset.schedule
-    frames = cfg.num_chunks * causal.chunk_frames
-    pack = preset.model.audio_pack_frames
+    m = load_stage2(Weights.of(student_path), Weights.of(teacher_path), critic_w, cfg, context)
+    causal, schedule = m.preset.causal, m.preset.schedule
+    frames, pack = cfg.num_chunks * causal.chunk_frames, m.preset.model.audio_pack_frames
     shaper = RewardShaper(cfg.reward) if cfg.reward is not None else None
     reward = reward_fn if shaper is not None else None
 
     def step(role, draws):
-        batch = to_device(draw_batch(cache, draws, pack, frames, cfg.references, context), device)
+        batch = draw_batch(cache, draws, pack, frames, cfg.references, context)
+        batch = to_device(batch, m.device)
         if role == "critic":
-            return critic_step(critic, student, batch, cfg, causal, schedule, draws)
+            return critic_step(m.critic, m.student, batch, cfg, causal, schedule, draws)
         return student_step(
-            student, teacher, critic, batch, cfg, causal, schedule, draws, reward, shaper
+            m.student, m.teacher, m.critic, batch, cfg, causal, schedule, draws, reward, shaper
         )
 
-    trainees = {
-        "student": Trainee(
-            student, cfg.optim, ema=cfg.ema, meta=trainee_meta(preset, cfg.lora, student_w)
-        ),
-        "critic": Trainee(
-            critic,
-            cfg.optim,
-            lr=cfg.critic_lr,
-            meta=trainee_meta(critic_preset, cfg.lora, critic_w),
-        ),
-    }
     result = train(
-        trainees,
+        m.trainees(cfg),
         step,
         _plan(cfg.optim, cfg.roles, cfg.iterations),
         run_dir,
@@ -259,11 +232,63 @@ def run_stage2(
         log=_logger(run_dir),
         hooks={"reward": shaper} if shaper is not None else None,
     )
-    extra = _extra("stage2", cfg, result, student_w)
-    _save_final(final, student, preset, extra)
+    extra = _extra("stage2", cfg, result, m.student_w)
+    _save_final(final, m.student, m.preset, extra)
     if cfg.ema is not None:
-        _save_ema(run_dir / "student_ema.safetensors", student, preset, extra, run_dir)
+        _save_ema(run_dir / "student_ema.safetensors", m.student, m.preset, extra, run_dir)
     return final
+
+
+@dataclass
+class Stage2Models:
+    """The three models of Stage 2, checked against each other, on the training device."""
+
+    student: nn.Module
+    critic: nn.Module
+    teacher: nn.Module
+    preset: PresetConfig  # the student's, with the stage's CFG drop mode
+    critic_preset: PresetConfig
+    student_w: Weights
+    critic_w: Weights
+    device: torch.device
+
+    def trainees(self, cfg: DMDConfig) -> dict[str, Trainee]:
+        student_meta = trainee_meta(self.preset, cfg.lora, self.student_w)
+        critic_meta = trainee_meta(self.critic_preset, cfg.lora, self.critic_w)
+        return {
+            "student": Trainee(self.student, cfg.optim, ema=cfg.ema, meta=student_meta),
+            "critic": Trainee(self.critic, cfg.optim, lr=cfg.critic_lr, meta=critic_meta),
+        }
+
+
+def load_stage2(
+    student_w: Weights,
+    teacher_w: Weights,
+    critic_w: Weights,
+    cfg: DMDConfig,
+    context: Tensor | None,
+) -> Stage2Models:
+    """Load the student and critic (trainees, LoRA per the recipe) and the frozen teacher (bf16
+    on GPU, never wrapped); refuse a critic of the wrong scale or mismatched inputs before any
+    step; shard the trainees."""
+    device = training_device()
+    student, preset = load_model(student_w, "block_causal", cfg.lora, device)
+    frozen_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    teacher, teacher_preset = load_frozen(teacher_w, device=device, dtype=frozen_dtype)
+    critic, critic_preset = load_model(critic_w, "bidirectional", cfg.lora, device)
+    want = preset if cfg.critic_scale == "student" else teacher_preset
+    check_width("critic", critic_w, critic_preset, cfg.critic_scale, want)
+    check_inputs("critic", critic_w, critic_preset, preset)
+    check_inputs("teacher", teacher_w, teacher_preset, preset)
+    for p in (preset, teacher_preset, critic_preset):
+        check_context(p, context)
+    if cfg.drop_mode is not None:
+        schedule = dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
+        preset = dataclasses.replace(preset, schedule=schedule)
+    student, critic = shard_model(student), shard_model(critic, cfg.recompute)
+    return Stage2Models(
+        student, critic, teacher, preset, critic_preset, student_w, critic_w, device
+    )
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
