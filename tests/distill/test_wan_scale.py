@@ -30,6 +30,7 @@ def test_teacher_distils_into_a_1_3b_student_with_the_syncnet_v2_reward(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # three two-process runs of 14B-width models (~8 GB each process)
 def test_14b_lora_student_on_two_processes_then_an_exact_resume(tmp_path):
     root = tmp_path / "files"
     files(root, "wan-14b")  # written once, before the processes start
