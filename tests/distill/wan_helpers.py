@@ -148,11 +148,22 @@ def run(
     )
 
 
-def worker(rank: int, world: int, init_file: str, root: str, out: str, steps: int) -> None:
-    """One of two gloo processes of the 14B-width LoRA run."""
+def worker(
+    rank: int, world: int, init_file: str, root: str, out: str, steps: int, student: str
+) -> None:
+    """One of the gloo processes of a run (LoRA on for the 14B-width student)."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    run(Path(root), Path(out), "wan-14b", LoraConfig(), steps)
+    lora = LoraConfig() if student == "wan-14b" else None
+    run(Path(root), Path(out), student, lora, steps)
     dist.destroy_process_group()
+
+
+def available_gib() -> float:
+    """Memory available to new processes (Linux /proc/meminfo), GiB."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 2**20
+    return 0.0
