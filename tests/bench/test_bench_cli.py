@@ -81,3 +81,26 @@ def test_recorded_command_reproduces_the_options():
     opts = bench.options_from_args(parser.parse_args(argv))
     again = shlex.split(bench.command_line(opts, threads=1))[2:]
     assert bench.options_from_args(parser.parse_args(again)) == opts
+
+
+def test_sessions_run(capsys):
+    """--sessions: N sessions through one scheduler, throughput and live latency per count."""
+    argv = ["bench", "--sessions", "1,2", "--session-seconds", "0.8", "--json", *SMALL]
+    assert main([*argv, "--threads", "1"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    s = r["sessions"]
+    assert r["mode"] == "sessions" and list(s["counts"]) == ["1", "2"]
+    assert s["floor"]["floor_s"] == pytest.approx((12 + 4 - 1) / 25)  # tiny: margin 4 frames
+    for n, m in s["counts"].items():
+        assert len(m["throughput"]["fps_per_session"]) == int(n)
+        assert all(f > 0 for f in m["throughput"]["fps_per_session"])
+        live = m["live"]
+        assert len(live["latency_p50_per_session"]) == int(n)
+        assert 0 < live["latency_p50_s"] <= live["latency_p95_s"]
+        assert m["peak_memory_mb"] > 0
+    assert s["counts"]["2"]["throughput"]["mean_batch"] > 1  # the two streams were batched
+
+
+def test_bad_session_counts(capsys):
+    assert main(["bench", "--sessions", "0,2", *QUICK]) == 2
+    assert "--sessions" in capsys.readouterr().err

@@ -96,3 +96,29 @@ def test_wav2vec2_features(tiny_wav2vec2):
 def test_wav2vec2_bad_dir(tmp_path):
     with pytest.raises(UserError, match="config.json"):
         Wav2Vec2Features(tmp_path)
+
+
+@pytest.mark.parametrize("n_mels", [16, 32, 80])
+def test_mel_filters_are_librosas(n_mels):
+    from lipforcing.media.audio import N_FFT, _mel_filters
+
+    ours = _mel_filters(16_000, N_FFT, n_mels).numpy()
+    theirs = librosa.filters.mel(sr=16_000, n_fft=N_FFT, n_mels=n_mels)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-8)
+    assert _mel_filters(16_000, N_FFT, n_mels) is _mel_filters(16_000, N_FFT, n_mels)  # cached
+
+
+def test_the_runtime_does_not_import_librosa():
+    """librosa's numba compilation cost a 38 s first chunk; the runtime uses torch.stft."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from lipforcing.config import tiny\n"
+        "from lipforcing.media.audio import audio_features\n"
+        "import lipforcing.streaming.engine, lipforcing.streaming.session\n"
+        "audio_features(np.zeros(16000, np.float32), tiny().audio, 25)\n"
+        "assert 'librosa' not in sys.modules, 'librosa imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

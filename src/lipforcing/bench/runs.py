@@ -197,3 +197,36 @@ def benchmark(opts: BenchOptions, *, progress: bool = False) -> dict:
 
 def _plain(v):
     return list(v) if isinstance(v, tuple) else v
+
+
+def benchmark_sessions(opts: BenchOptions, sessions, *, progress: bool = False) -> dict:
+    """Concurrent sessions of the student (:mod:`lipforcing.bench.sessions`) on the preset of
+    ``opts`` with its execution options; the result is the JSON the CLI prints."""
+    from lipforcing.bench.sessions import measure_sessions
+    from lipforcing.streaming.pipeline import Pipeline
+
+    preset, note = bench_preset(opts)
+    s = make_setup(opts, "block_causal")
+    pipe = Pipeline.build(
+        s.model, s.codec, s.preset, device=s.device, dtype=s.dtype, options=opts.execution
+    )
+    try:
+        result = {
+            "schema": "lipforcing.bench/1",
+            "preset": opts.preset,
+            "mode": "sessions",
+            "methodology": note + "; concurrent sessions through one scheduler (serve's path)",
+            "crop_size": preset.media.crop_size,
+            "fps_video": preset.media.fps,
+            "layers": preset.model.num_layers,
+            "options": {k: _plain(v) for k, v in dataclasses.asdict(opts).items()},
+            "execution": {
+                "requested": pipe.requested.as_dict(),
+                "ran": pipe.options.as_dict(),
+                "notes": pipe.notes,
+            },
+            "sessions": measure_sessions(pipe, sessions, progress=progress),
+        }
+    finally:
+        release(s)
+    return result

@@ -55,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--sdpa", default="auto", help="SDPA backend: auto, flash, cudnn, efficient, math")
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a("--seed", type=int, default=0, help="weights, inputs and noise seed")
+    a(
+        "--sessions",
+        default=None,
+        help="concurrent student sessions to measure instead, e.g. 1,2,4,8 (per-session FPS, "
+        "glass-to-glass latency)",
+    )
+    a("--session-seconds", type=float, default=8.0, help="audio per session with --sessions")
     a("--json", action="store_true", help="print the result as one JSON object")
     a("--out", type=Path, default=None, help="also write the JSON result to this file")
 
@@ -196,6 +203,20 @@ def options_from_args(args: argparse.Namespace):
     return opts
 
 
+def sessions_from_args(args: argparse.Namespace):
+    """:class:`~lipforcing.bench.sessions.SessionsOptions` from ``--sessions``, or None."""
+    if args.sessions is None:
+        return None
+    from lipforcing.bench.sessions import SessionsOptions
+    from lipforcing.errors import UserError
+
+    try:
+        counts = tuple(int(n) for n in args.sessions.split(","))
+        return SessionsOptions(counts=counts, seconds=args.session_seconds, seed=args.seed)
+    except ValueError as e:
+        raise UserError(f"--sessions {args.sessions!r}: {e}; use e.g. 1,2,4,8") from None
+
+
 def _valid_device(name: str) -> bool:
     import torch
 
@@ -209,6 +230,8 @@ def _valid_device(name: str) -> bool:
 def summary_lines(result: dict) -> list[str]:
     """A short human-readable report of a benchmark result."""
     lines = [f"{result['preset']} ({result['methodology']}), {result['device']}"]
+    if "sessions" in result:
+        return lines + session_lines(result["sessions"])
     for name in ("teacher", "student"):
         if name not in result:
             continue
@@ -231,6 +254,20 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
+def session_lines(s: dict) -> list[str]:
+    floor = s["floor"]["floor_s"]
+    lines = [f"  latency floor of the chunk layout: {floor * 1e3:.0f} ms (+ one chunk's compute)"]
+    for n, m in s["counts"].items():
+        t, live = m["throughput"], m["live"]
+        p50, p95 = live["latency_p50_s"], live["latency_p95_s"]
+        lat = "-" if p50 is None else f"p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms"
+        lines.append(
+            f"  {n} session(s): {t['fps_per_session_min']:.1f} FPS each (slowest), live latency "
+            f"{lat}, late/dropped {live['late_frames']}/{live['dropped_frames']}"
+        )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -243,7 +280,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     opts = options_from_args(args)
-    result = benchmark(opts, progress=not args.json)
+    sessions = sessions_from_args(args)
+    if sessions is not None:
+        from lipforcing.bench.runs import benchmark_sessions
+
+        result = benchmark_sessions(opts, sessions, progress=not args.json)
+    else:
+        result = benchmark(opts, progress=not args.json)
     result["device"] = _device_name(opts.device)
     result.update(provenance())
     result["command"] = command_line(opts, args.threads)
@@ -251,7 +294,8 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
-        for note in result.get("student", {}).get("execution", {}).get("notes", []):
+        execution = result.get("student", result).get("execution", {})
+        for note in execution.get("notes", []):
             print(f"note: {note}", file=sys.stderr)
         print(json.dumps(result))
     else:

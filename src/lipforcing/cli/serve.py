@@ -18,7 +18,7 @@ printed address in a browser; with a token the page asks for it (or add #token=S
 address). Pages of other origins and foreign Host names are refused."""
 
 LIMIT_FLAGS = (  # fields of ServerLimits on the command line: (field, type, help)
-    ("max_sessions", int, "concurrent streaming sessions"),
+    ("max_sessions", int, "concurrent streaming sessions (their chunks batched on one device)"),
     ("max_session_s", float, "wall-clock length of one session, s"),
     ("idle_timeout_s", float, "close a session after this long without a message, s"),
     ("max_upload_mb", float, "largest source upload, MB"),
@@ -67,7 +67,7 @@ def limits_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from lipforcing.streaming.builtin import builtin_sample
-    from lipforcing.streaming.engine import warmup
+    from lipforcing.streaming.scheduler import Scheduler
     from lipforcing.streaming.server import AccessPolicy, check_bind, create_app, serve
     from lipforcing.streaming.source import Source
 
@@ -79,8 +79,16 @@ def run(args: argparse.Namespace) -> int:
     pipeline = options.load_pipeline(args)
     sample = builtin_sample(pipeline.preset)
     source = Source.from_file(args.video, pipeline.preset.media) if args.video else sample.source
-    warmup(pipeline, source)  # one-off start-up costs before the first client, not in its TTFF
-    app = create_app(pipeline, source, limits=limits, sample_audio=sample.audio, access=access)
+    scheduler = Scheduler(pipeline)  # one thread steps every session's chunks, batched
+    scheduler.warmup(source)  # one-off start-up costs before the first client, not in its TTFF
+    app = create_app(
+        pipeline,
+        source,
+        limits=limits,
+        sample_audio=sample.audio,
+        access=access,
+        scheduler=scheduler,
+    )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     note = " (the page asks for the token)" if args.token else ""
     print(f"lipforcing serving {pipeline.checkpoint} at http://{shown}:{args.port}/{note}")

@@ -9,6 +9,11 @@ Design choices:
 - Log-mel scale is fixed, ``log10(power + 1e-8) / 4`` (about [-2, 1]), never normalised by the
   clip's own maximum, so a feature depends only on nearby audio: features of a stream computed
   window by window match the whole-clip features away from the window edges.
+- The spectrogram is ``torch.stft`` (periodic Hann window, zero-padded centred frames, power 2)
+  times a Slaney-style mel filter bank (librosa's default: Slaney mel scale, area-normalised
+  triangles), built once per (rate, n_fft, n_mels) and cached. librosa's own
+  ``melspectrogram`` is the test oracle only: importing it at run time costs seconds of
+  numba compilation on a first run (a 38 s first chunk was measured).
 - wav2vec2 follows OmniAvatar: the convolutional features are linearly interpolated
   (align_corners) to exactly one vector per video frame before the transformer encoder, and the
   last hidden state is concatenated with all hidden states (embedding output + every layer):
@@ -18,9 +23,9 @@ Design choices:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,9 @@ from lipforcing.errors import UserError
 
 N_FFT = 400  # 25 ms analysis window at 16 kHz
 LOG_FLOOR = 1e-8
+SLANEY_HZ_PER_MEL = 200.0 / 3  # linear part of Slaney's mel scale
+SLANEY_BREAK_HZ = 1000.0  # where it turns logarithmic
+SLANEY_LOGSTEP = float(np.log(6.4) / 27)  # 27 mel steps per factor 6.4 above the break
 
 
 def _check(wav: np.ndarray, num_frames: int) -> np.ndarray:
@@ -43,16 +51,59 @@ def _check(wav: np.ndarray, num_frames: int) -> np.ndarray:
 
 def log_mel(wav: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     """(n_mels, M) log-mel spectrogram; mel frame j is centred on sample j * mel_hop."""
-    mel = librosa.feature.melspectrogram(
-        y=wav,
-        sr=cfg.sample_rate,
+    x = torch.from_numpy(np.ascontiguousarray(wav, np.float32))
+    spec = torch.stft(
+        x,
         n_fft=N_FFT,
         hop_length=cfg.mel_hop,
-        n_mels=cfg.n_mels,
+        window=_hann(N_FFT),
         center=True,
         pad_mode="constant",
+        return_complex=True,
+    )  # (n_fft // 2 + 1, M)
+    power = spec.abs().square()
+    mel = _mel_filters(cfg.sample_rate, N_FFT, cfg.n_mels) @ power  # (n_mels, M)
+    return (torch.log10(mel + LOG_FLOOR) / 4.0).numpy()
+
+
+@functools.cache
+def _hann(n: int) -> torch.Tensor:
+    return torch.hann_window(n, periodic=True, dtype=torch.float32)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    f = np.asarray(f, np.float64)
+    mel = f / SLANEY_HZ_PER_MEL
+    log = f >= SLANEY_BREAK_HZ
+    mel[log] = (
+        SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL + np.log(f[log] / SLANEY_BREAK_HZ) / SLANEY_LOGSTEP
     )
-    return (np.log10(mel + LOG_FLOOR) / 4.0).astype(np.float32)
+    return mel
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    f = m * SLANEY_HZ_PER_MEL
+    brk = SLANEY_BREAK_HZ / SLANEY_HZ_PER_MEL
+    log = m >= brk
+    f[log] = SLANEY_BREAK_HZ * np.exp(SLANEY_LOGSTEP * (m[log] - brk))
+    return f
+
+
+@functools.cache
+def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1) triangles evenly spaced on the mel scale from 0 Hz to
+    Nyquist, each scaled to unit area (2 / bandwidth in Hz), float32."""
+    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
+    edges = _mel_to_hz(np.linspace(0.0, _hz_to_mel(np.array([sample_rate / 2]))[0], n_mels + 2))
+    width = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / width[:-1, None]
+    falling = ramps[2:] / width[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return torch.from_numpy(weights.astype(np.float32))
 
 
 def mel_windows(wav: np.ndarray, cfg: AudioConfig, num_frames: int) -> np.ndarray:

@@ -263,7 +263,8 @@ class CudaGraphRunner:
         torch.cuda.current_stream().wait_stream(side)
         rewind()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: other threads (sessions opening streams) may launch work meanwhile
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             output = self._call_static(kind, inputs, cond, cache)
         self.pool = graph.pool()
         after = members[0].snapshot(tensors=False)

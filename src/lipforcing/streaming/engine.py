@@ -202,6 +202,7 @@ class ChunkEngine:
         self.net = accel.CudaGraphRunner(pipeline.model) if opts.cuda_graphs else pipeline.model
         if tracer is not None:
             self.net = _TracedModel(self.net, self.tracer)
+        self.warm = False  # warmup() ran on this engine
 
     @property
     def options(self):
@@ -281,7 +282,13 @@ class ChunkEngine:
     def warmup(self, source: Source, *, chunks: int | None = None) -> float:
         """Run silent chunks on a throw-away stream so one-off costs (first kernel launches,
         compilation, CUDA-graph capture) do not land in a live stream. A ``compile`` that fails
-        here is taken back (``pipeline.notes`` says so). Returns the wall time, seconds."""
+        here is taken back (``pipeline.notes`` says so). Once per engine, and not at all when
+        another engine warmed the pipeline and nothing engine-local (CUDA graphs) is left;
+        ``chunks`` forces a run of that many. Returns the wall time, seconds (0: nothing ran)."""
+        engine_local = self.options.cuda_graphs
+        if chunks is None and (self.warm or (self.pipeline.warm and not engine_local)):
+            self.warm = True
+            return 0.0
         t0 = time.perf_counter()
         try:
             self._silent_chunks(source, chunks)
@@ -290,6 +297,7 @@ class ChunkEngine:
                 raise
             self.pipeline.compile_failed(e)
             self._silent_chunks(source, chunks)
+        self.warm = self.pipeline.warm = True
         return time.perf_counter() - t0
 
     def _silent_chunks(self, source: Source, chunks: int | None) -> None:

@@ -44,6 +44,7 @@ class Pipeline:
     options: ExecutionOptions = dataclasses.field(default_factory=ExecutionOptions)  # as run
     requested: ExecutionOptions = dataclasses.field(default_factory=ExecutionOptions)  # as asked
     notes: list[str] = dataclasses.field(default_factory=list)  # options that run otherwise
+    warm: bool = False  # an engine ran its warm-up on these networks
     _undo_compile: Callable[[], None] | None = dataclasses.field(default=None, repr=False)
 
     @classmethod

@@ -1,7 +1,8 @@
 """A live lip-sync stream: audio pushes in, paced frames (with the audio they play) out.
 
-:class:`StreamSession` wraps a :class:`~lipforcing.streaming.engine.ChunkEngine` with an audio
-queue, a producer thread and a paced consumer:
+:class:`StreamSession` feeds one stream of a :class:`~lipforcing.streaming.engine.ChunkEngine`:
+an audio queue, a :class:`~lipforcing.streaming.scheduler.Scheduler` that generates its chunks
+(its own, or one shared by many sessions that it batches) and a paced consumer:
 
 - ``push_audio(pcm, sample_rate=16000)`` appends PCM of any size (see :mod:`.pcm`);
   ``end_segment()`` marks the end of an utterance, whose last partial chunk is then padded
@@ -22,8 +23,9 @@ Two modes:
   audio, which gives a closed mouth while the source keeps playing (ping-pong).
 
 Stats (:class:`StreamStats`): TTFF = first audio sample pushed -> first speech frame out;
-steady output FPS; generation FPS; queue delay = a speech frame's emission minus its audio's
-arrival; late frames (paced more than one frame late); dropped frames (generated, never shown).
+steady output FPS; generation FPS; glass-to-glass latency = a speech frame's emission minus the
+push of the last audio sample it plays (p50 / p95 / mean / max over the last 2000 frames);
+late frames (paced more than one frame late); dropped frames (generated, never shown).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from lipforcing.errors import UserError
-from lipforcing.streaming.engine import Chunk, ChunkEngine
+from lipforcing.streaming.engine import Chunk, ChunkRequest
 from lipforcing.streaming.pcm import Resampler, to_float32
 from lipforcing.streaming.pipeline import Pipeline
+from lipforcing.streaming.scheduler import Scheduler
 from lipforcing.streaming.source import Source
 
 
@@ -70,7 +73,9 @@ class StreamStats:
     chunks: int = 0
     fps: float | None = None  # emitted frames per second of wall time (steady state)
     gen_fps: float | None = None  # frames generated per second of generation compute
-    queue_delay_mean_s: float | None = None
+    latency_p50_s: float | None = None  # glass-to-glass: audio sample pushed -> its frame out
+    latency_p95_s: float | None = None
+    queue_delay_mean_s: float | None = None  # the same latency's mean and maximum
     queue_delay_max_s: float | None = None
     late_frames: int = 0
     dropped_frames: int = 0
@@ -183,11 +188,14 @@ class StreamSession:
         audio_margin: int | None = None,
         min_lead_frames: int = 3,
         preempt_idle: bool = True,
-        engine: ChunkEngine | None = None,
+        scheduler: Scheduler | None = None,
         context=None,
     ) -> None:
-        self.engine = engine if engine is not None else ChunkEngine(pipeline)
-        self.stream = self.engine.open(
+        self._own_scheduler = scheduler is None
+        self.scheduler = scheduler if scheduler is not None else Scheduler(pipeline, private=True)
+        self.engine = self.scheduler.engine
+        self.scheduler.warmup(source)  # once per scheduler; one-off costs stay out of streams
+        self.stream = self.scheduler.open(
             source, seed=seed, audio_margin=audio_margin, context=context
         )
         self.realtime = realtime
@@ -209,7 +217,7 @@ class StreamSession:
         self._speaking = False  # the last generated chunk ended inside an utterance
         self._first_push: float | None = None
         self._chunk_ema: float | None = None
-        self._thread: threading.Thread | None = None
+        self._started = False
         self._clock: tuple[float, int] | None = None  # (t0, emitted count at t0)
 
     # ------------------------------------------------------------------ input
@@ -231,6 +239,7 @@ class StreamSession:
                 self._preempt_idle()
             self._queue.push(samples, now)
             self._cv.notify_all()
+        self.scheduler.wake()
 
     def _preempt_idle(self) -> None:
         """Speech is starting: drop idle frames queued beyond the minimum lead (and the idle
@@ -251,6 +260,7 @@ class StreamSession:
             self._queue.push(tail, time.perf_counter())
             self._queue.mark()
             self._cv.notify_all()
+        self.scheduler.wake()
 
     def clear(self) -> None:
         """Interruption: drop pending audio and speech frames generated but not yet shown."""
@@ -263,6 +273,7 @@ class StreamSession:
             self.stats.dropped_frames += len(self._out) - len(kept)
             self._out = kept
             self._cv.notify_all()
+        self.scheduler.wake()
 
     def close(self) -> None:
         """No more audio: finish after the pending audio has been generated."""
@@ -270,16 +281,18 @@ class StreamSession:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
+        self.scheduler.wake()
 
     def stop(self) -> None:
-        """Stop now, dropping whatever is pending (the producer thread exits)."""
+        """Stop now, dropping whatever is pending (the session leaves its scheduler)."""
         with self._cv:
             self._closed = True
             self._queue.clear()
             self._finished = True
             self._cv.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        self.scheduler.detach(self)
+        if self._own_scheduler:
+            self.scheduler.close()
 
     @property
     def pending_seconds(self) -> float:
@@ -288,44 +301,46 @@ class StreamSession:
     # ------------------------------------------------------------------ producer
 
     def start(self) -> None:
-        """Start the producer thread (the iterators call this)."""
+        """Join the scheduler, which generates from now on (the iterators call this)."""
         with self._cv:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._produce, daemon=True, name="lipsync")
-                self._thread.start()
+            if self._started:
+                return
+            self._started = True
+        self.scheduler.attach(self)
 
-    def _produce(self) -> None:
-        try:
-            while True:
-                with self._cv:
-                    plan = self._wait_for_plan()
-                    if plan is None:
-                        self._finished = True
-                        self._cv.notify_all()
-                        return
-                    audio, speech, arrival, seg_end, epoch, spans = self._materialise(plan)
-                    idle_epoch = self._idle_epoch
-                chunk = self.engine.step(self.stream, audio, plan.lookahead, speech)
-                with self._cv:
-                    if not chunk.speech.any() and idle_epoch != self._idle_epoch:
-                        self.stats.dropped_frames += len(chunk)  # preempted by speech
-                    else:
-                        self._deliver(chunk, arrival, seg_end, epoch, spans)
-                self.engine.flush([self.stream])  # the KV write, after the frames are out
-        except BaseException as e:  # surfaced to the consumer
-            with self._cv:
-                self._error = e
-                self._finished = True
-                self._cv.notify_all()
+    # Called by the scheduler's thread, never under the scheduler's lock.
 
-    def _wait_for_plan(self) -> _Plan | None:
-        while True:
+    def _next_request(self) -> tuple[ChunkRequest, tuple] | None:
+        """The next chunk to generate and what delivering it needs, or None (not yet)."""
+        with self._cv:
             if self._finished or (self._closed and not len(self._queue)):
+                self._finish_locked()
                 return None
             plan = self._plan()
-            if plan is not None:
-                return plan
-            self._cv.wait(timeout=0.005 if self.realtime else 0.5)
+            if plan is None:
+                return None
+            audio, speech, arrival, seg_end, epoch, spans = self._materialise(plan)
+            request = ChunkRequest(self.stream, audio, plan.lookahead, speech)
+            return request, (arrival, seg_end, epoch, spans, self._idle_epoch)
+
+    def _complete(self, chunk: Chunk, meta: tuple) -> None:
+        arrival, seg_end, epoch, spans, idle_epoch = meta
+        with self._cv:
+            if not chunk.speech.any() and idle_epoch != self._idle_epoch:
+                self.stats.dropped_frames += len(chunk)  # preempted by speech
+            else:
+                self._deliver(chunk, arrival, seg_end, epoch, spans)
+
+    def _fail(self, error: BaseException) -> None:
+        with self._cv:
+            self._error = error
+            self._finish_locked()
+
+    def _finish_locked(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._cv.notify_all()
+        self.scheduler.detach(self)  # lock order: a session's lock, then the scheduler's
 
     def _plan(self) -> _Plan | None:
         need, look = self.stream.next_samples(), self.stream.lookahead_samples
@@ -420,7 +435,8 @@ class StreamSession:
                 self._cv.wait(timeout=0.5)
             frame = self._out.popleft()
             self._cv.notify_all()
-            return frame
+        self.scheduler.wake()  # the lead shrank
+        return frame
 
     def _due_in(self) -> float:
         """Seconds until the next frame is due on the paced clock (re-based when far behind)."""
@@ -455,6 +471,8 @@ class StreamSession:
                 d = now - frame.arrival
                 st._delays.append(d)
                 del st._delays[:-2000]
+                p50, p95 = np.percentile(st._delays, [50, 95])
+                st.latency_p50_s, st.latency_p95_s = float(p50), float(p95)
                 st.queue_delay_mean_s = float(np.mean(st._delays))
                 st.queue_delay_max_s = max(st.queue_delay_max_s or 0.0, d)
         st.audio_pending_s = self.pending_seconds

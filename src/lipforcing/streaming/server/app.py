@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lipforcing.errors import UserError
 from lipforcing.streaming.pipeline import Pipeline
+from lipforcing.streaming.scheduler import Scheduler
 from lipforcing.streaming.server.access import AccessPolicy, HostOriginGuard
 from lipforcing.streaming.server.capacity import Busy, MemoryGuard, SessionSlots
 from lipforcing.streaming.server.limits import ServerLimits
@@ -56,6 +57,7 @@ class ServerState:
     slots: SessionSlots
     memory: MemoryGuard
     retirer: Retirer
+    scheduler: Scheduler  # steps every session's chunks together (streaming/scheduler.py)
     sample_audio: np.ndarray | None = None
 
 
@@ -67,10 +69,12 @@ def create_app(
     limits: ServerLimits | None = None,
     sample_audio: np.ndarray | None = None,
     access: AccessPolicy | None = None,
+    scheduler: Scheduler | None = None,
 ):
     """The ASGI application (uvicorn serves it; tests drive it on loopback).
 
-    ``access`` defaults to loopback Host names and same-origin pages, with ``token``.
+    ``access`` defaults to loopback Host names and same-origin pages, with ``token``; every
+    session runs on ``scheduler`` (default: one made here), which batches their chunks.
     """
     access = access or AccessPolicy.create(token)
     limits = limits or ServerLimits()
@@ -83,6 +87,7 @@ def create_app(
         slots=SessionSlots(limits.max_sessions),
         memory=MemoryGuard(limits),
         retirer=Retirer(),
+        scheduler=scheduler if scheduler is not None else Scheduler(pipeline),
         sample_audio=sample_audio,
     )
     app = FastAPI(
@@ -107,6 +112,7 @@ async def _lifespan(app: FastAPI):
     state = app.state.server
     state.uploads.close()
     await state.retirer.wait()
+    state.scheduler.close()
 
 
 def server_state(request: Request | WebSocket) -> ServerState:

@@ -31,6 +31,7 @@ async def open_session(state, options: SessionOptions) -> StreamSession:
         seed=options.seed,
         realtime=options.realtime,
         max_pending_s=state.limits.max_pending_s,
+        scheduler=state.scheduler,
     )
 
 
