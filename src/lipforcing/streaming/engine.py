@@ -132,7 +132,7 @@ class EngineStream:
     encoders: tuple  # codec stream encoders: one (paired, batch 2) or two
     decoder: object  # codec stream decoder
     generator: torch.Generator  # initial and re-noising noise
-    ref_frame: Tensor  # (1, C, 1, h, w) latent of the reference frame
+    ref_frame: Tensor | None = None  # (1, C, 1, h, w) reference latent (first step encodes it)
     context: Tensor | None = None  # (1, L, text_dim) cross-attention context, or None
     history: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     frames_done: int = 0  # video frames generated so far
@@ -218,15 +218,17 @@ class ChunkEngine:
         audio_margin: int | None = None,
         context: Tensor | None = None,
     ) -> EngineStream:
-        """A new stream of ``source``: empty KV cache, fresh codec state, seeded noise."""
+        """A new stream of ``source``: empty KV cache, fresh codec state, seeded noise.
+
+        Opening only allocates: the reference frame is encoded by the stream's first step, so
+        a stream can be opened while another thread steps other streams.
+        """
         p, dev, dtype = self.pipeline.preset, self.pipeline.device, self.pipeline.dtype
         if p.model.use_text_context and context is None:
             raise UserError(f"the {p.name} student needs a text context (--context)")
         codec = self.pipeline.codec
         pairs = 1 if self.options.paired_encode else 2
         margin = audio_margin if audio_margin is not None else _default_margin(p)
-        with torch.inference_mode(), self.tracer.stage("encode"):
-            ref = codec.encode(self._video(source.crops[:1])).to(dtype)  # (1, C, 1, h, w)
         return EngineStream(
             source=source,
             layout=self.layout,
@@ -235,7 +237,6 @@ class ChunkEngine:
             encoders=tuple(codec.stream_encoder() for _ in range(pairs)),
             decoder=codec.stream_decoder(),
             generator=torch.Generator().manual_seed(seed),
-            ref_frame=ref,
             context=None if context is None else context.to(dev, dtype),
             history=np.zeros(margin * self.spf, np.float32),
         )
@@ -342,6 +343,9 @@ class ChunkEngine:
         """Latents of the mouth-masked crops and of the reference-sequence crops."""
         from lipforcing.data.conditions import mask_pixels
 
+        if s.ref_frame is None:  # the stream's first step
+            s.ref_frame = self.pipeline.codec.encode(self._video(s.source.crops[:1]))
+            s.ref_frame = s.ref_frame.to(self.pipeline.dtype)  # (1, C, 1, h, w)
         crops = self._video(s.source.crops[idx])  # (1, 3, n, S, S)
         ref_idx = s.source.indices(s.frames_done + len(s.source) - 1, len(idx))
         masked, ref_seq = mask_pixels(crops, self.mask), self._video(s.source.crops[ref_idx])

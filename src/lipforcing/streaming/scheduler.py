@@ -14,8 +14,8 @@ shares one scheduler between its sessions.
 Locking: the scheduler never holds its own lock while calling into a session; sessions call
 :meth:`Scheduler.wake` (which takes only the scheduler's lock) whenever something they would
 answer differently changes (audio pushed, frames taken, segment ended, closed). The engine is
-used under one more lock (``_engine_lock``): by the thread's steps, and by :meth:`open` and
-:meth:`warmup`, which sessions call from their own threads.
+used under one more lock (``_engine_lock``): by the thread's steps and by :meth:`warmup`, which
+sessions call from their own threads; :meth:`open` only allocates and takes no lock.
 """
 
 from __future__ import annotations
@@ -51,12 +51,20 @@ class Scheduler:
     # ------------------------------------------------------------------ engine
 
     def open(self, source: Source, **kwargs) -> EngineStream:
-        """``engine.open(source, **kwargs)``, safe while the thread steps other streams."""
-        with self._engine_lock:
-            return self.engine.open(source, **kwargs)
+        """``engine.open(source, **kwargs)``: it only allocates, so it never waits for a step.
+
+        A session joining while the thread is in a long step (or a departed session's chunk is
+        still being generated) is ready at once; its first chunk joins the next pass.
+        """
+        return self.engine.open(source, **kwargs)
 
     def warmup(self, source: Source) -> float:
-        """Warm the engine up once (:meth:`ChunkEngine.warmup`); seconds spent (0 if warm)."""
+        """Warm the engine up once (:meth:`ChunkEngine.warmup`); seconds spent (0 if warm).
+
+        Once warm this returns at once, without waiting for a step in progress.
+        """
+        if self.engine.warm:
+            return 0.0
         with self._engine_lock:
             return self.engine.warmup(source)
 
