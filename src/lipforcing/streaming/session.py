@@ -36,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -46,6 +46,14 @@ from lipforcing.streaming.pcm import Resampler, to_float32
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.scheduler import Scheduler
 from lipforcing.streaming.source import Source
+
+LATENCY_WINDOW = 2000  # speech frames the latency percentiles are taken over (the last ones)
+CHUNK_TIME_EMA = 0.3  # weight of the newest chunk's compute time in its running mean
+LEAD_CHUNKS = 1.5  # realtime lead: frames worth this many chunk compute times (+1) stay queued
+FIRST_CHUNK_GUESS_S = 0.5  # chunk compute time assumed until one has been measured
+RECLOCK_S = 0.25  # paced output this far behind its clock restarts the clock (no rushing)
+WAIT_S = 0.5  # frames(): longest wait on an empty output queue (notifications come earlier)
+ASYNC_POLL_S = 0.004  # aframes(): sleep between looks at an empty output queue
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class Frame:
 
 @dataclass
 class StreamStats:
+    """A session's measurements; the session reports events through the ``record_*`` methods."""
+
     ttff_s: float | None = None  # first audio in -> first speech frame out, seconds
     first_chunk_compute_s: float | None = None  # encode -> decode of the first chunk
     frames_out: int = 0
@@ -83,11 +93,59 @@ class StreamStats:
     _delays: list[float] = field(default_factory=list, repr=False)
     _compute_s: float = field(default=0.0, repr=False)
     _generated: int = field(default=0, repr=False)
+    _first_push: float | None = field(default=None, repr=False)
     _first_emit: float | None = field(default=None, repr=False)
     _last_emit: float | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+    def record_push(self, now: float) -> None:
+        """Audio was pushed at ``now`` (perf_counter seconds); the first push starts the TTFF."""
+        if self._first_push is None:
+            self._first_push = now
+
+    def record_chunk(self, compute_s: float, frames: int) -> None:
+        """A chunk of ``frames`` frames was generated in ``compute_s`` seconds."""
+        self.chunks += 1
+        self._compute_s += compute_s
+        self._generated += frames
+        self.gen_fps = self._generated / max(self._compute_s, 1e-9)
+        if self.first_chunk_compute_s is None:
+            self.first_chunk_compute_s = compute_s
+
+    def record_dropped(self, frames: int) -> None:
+        """Frames generated that will never be shown (cleared or preempted)."""
+        self.dropped_frames += frames
+
+    def record_late(self) -> None:
+        """A paced frame left more than one frame period after it was due."""
+        self.late_frames += 1
+
+    def record_emit(self, now: float, speech: bool, arrival: float, pending_s: float) -> None:
+        """A frame left the session at ``now``; ``arrival``: the push time of the last user
+        audio sample it plays (NaN: none); ``pending_s``: audio still queued, seconds."""
+        self.frames_out += 1
+        if self._first_emit is None:
+            self._first_emit = now
+        self._last_emit = now
+        if self.frames_out > 1:
+            self.fps = (self.frames_out - 1) / max(now - self._first_emit, 1e-9)
+        if speech:
+            self.speech_frames_out += 1
+            if self.ttff_s is None and self._first_push is not None:
+                self.ttff_s = now - self._first_push
+            if not math.isnan(arrival):
+                self._record_latency(now - arrival)
+        self.audio_pending_s = pending_s
+
+    def _record_latency(self, delay: float) -> None:
+        self._delays.append(delay)
+        del self._delays[:-LATENCY_WINDOW]
+        p50, p95 = np.percentile(self._delays, [50, 95])
+        self.latency_p50_s, self.latency_p95_s = float(p50), float(p95)
+        self.queue_delay_mean_s = float(np.mean(self._delays))
+        self.queue_delay_max_s = max(self.queue_delay_max_s or 0.0, delay)
 
 
 class _AudioQueue:
@@ -215,7 +273,6 @@ class StreamSession:
         self._epoch = 0  # bumped by clear(); chunks planned before it drop their speech
         self._idle_epoch = 0  # bumped when speech preempts queued idle frames
         self._speaking = False  # the last generated chunk ended inside an utterance
-        self._first_push: float | None = None
         self._chunk_ema: float | None = None
         self._started = False
         self._clock: tuple[float, int] | None = None  # (t0, emitted count at t0)
@@ -233,8 +290,8 @@ class StreamSession:
                 raise UserError(
                     f"more than {self.max_pending / self.sample_rate:.0f} s of audio pending"
                 )
-            if self._first_push is None and len(samples):
-                self._first_push = now
+            if len(samples):
+                self.stats.record_push(now)
             if self.realtime and self.preempt_idle and not self._speaking and len(samples):
                 self._preempt_idle()
             self._queue.push(samples, now)
@@ -249,7 +306,7 @@ class StreamSession:
         cut = len(keep)
         while cut > self.min_lead_frames and not keep[cut - 1].speech:
             cut -= 1
-        self.stats.dropped_frames += len(keep) - cut
+        self.stats.record_dropped(len(keep) - cut)
         self._out = deque(keep[:cut])
         self._idle_epoch += 1
 
@@ -270,7 +327,7 @@ class StreamSession:
             self._epoch += 1
             self._speaking = False
             kept = deque(f for f in self._out if not f.speech)
-            self.stats.dropped_frames += len(self._out) - len(kept)
+            self.stats.record_dropped(len(self._out) - len(kept))
             self._out = kept
             self._cv.notify_all()
         self.scheduler.wake()
@@ -327,7 +384,7 @@ class StreamSession:
         arrival, seg_end, epoch, spans, idle_epoch = meta
         with self._cv:
             if not chunk.speech.any() and idle_epoch != self._idle_epoch:
-                self.stats.dropped_frames += len(chunk)  # preempted by speech
+                self.stats.record_dropped(len(chunk))  # preempted by speech
             else:
                 self._deliver(chunk, arrival, seg_end, epoch, spans)
 
@@ -361,8 +418,8 @@ class StreamSession:
 
     def _lead_frames(self) -> int:
         """Generated frames to keep queued so the next chunk is ready before they run out."""
-        chunk_s = self._chunk_ema if self._chunk_ema is not None else 0.5
-        return max(self.min_lead_frames, math.ceil(1.5 * chunk_s * self.fps) + 1)
+        chunk_s = self._chunk_ema if self._chunk_ema is not None else FIRST_CHUNK_GUESS_S
+        return max(self.min_lead_frames, math.ceil(LEAD_CHUNKS * chunk_s * self.fps) + 1)
 
     def _materialise(self, plan: _Plan):
         need, spf = self.stream.next_samples(), self.engine.spf
@@ -388,24 +445,17 @@ class StreamSession:
         return audio, speech, arrival, seg_end, self._epoch, spans
 
     def _deliver(self, chunk: Chunk, arrival, seg_end: int, epoch: int, spans) -> None:
-        st = self.stats
-        st.chunks += 1
-        st._compute_s += chunk.compute_s
-        st._generated += len(chunk)
-        st.gen_fps = st._generated / max(st._compute_s, 1e-9)
-        if st.first_chunk_compute_s is None:
-            st.first_chunk_compute_s = chunk.compute_s
-        a = 0.3
+        self.stats.record_chunk(chunk.compute_s, len(chunk))
         self._chunk_ema = (
             chunk.compute_s
             if self._chunk_ema is None
-            else (1 - a) * self._chunk_ema + a * chunk.compute_s
+            else (1 - CHUNK_TIME_EMA) * self._chunk_ema + CHUNK_TIME_EMA * chunk.compute_s
         )
         spf = self.engine.spf
         for i in range(len(chunk)):
             speech = bool(chunk.speech[i])
             if speech and epoch != self._epoch:  # cleared while it was being generated
-                st.dropped_frames += 1
+                self.stats.record_dropped(1)
                 continue
             self._out.append(
                 Frame(
@@ -432,7 +482,7 @@ class StreamSession:
                     raise self._error
                 if self._finished or not block:
                     return None
-                self._cv.wait(timeout=0.5)
+                self._cv.wait(timeout=WAIT_S)
             frame = self._out.popleft()
             self._cv.notify_all()
         self.scheduler.wake()  # the lead shrank
@@ -447,35 +497,16 @@ class StreamSession:
         due = t0 + (self.stats.frames_out - k0) / self.fps
         late = now - due
         if late > 1.0 / self.fps:
-            self.stats.late_frames += 1
-        if late > 0.25:  # far behind: start a new clock rather than rushing frames out
+            self.stats.record_late()
+        if late > RECLOCK_S:  # far behind: start a new clock rather than rushing frames out
             self._clock = (now, self.stats.frames_out)
             return 0.0
         return max(0.0, -late)
 
     def _emit(self, frame: Frame) -> Frame:
         now = time.perf_counter()
-        st = self.stats
-        frame = _with_timestamp(frame, st.frames_out / self.fps)
-        st.frames_out += 1
-        if st._first_emit is None:
-            st._first_emit = now
-        st._last_emit = now
-        if st.frames_out > 1:
-            st.fps = (st.frames_out - 1) / max(now - st._first_emit, 1e-9)
-        if frame.speech:
-            st.speech_frames_out += 1
-            if st.ttff_s is None and self._first_push is not None:
-                st.ttff_s = now - self._first_push
-            if not math.isnan(frame.arrival):
-                d = now - frame.arrival
-                st._delays.append(d)
-                del st._delays[:-2000]
-                p50, p95 = np.percentile(st._delays, [50, 95])
-                st.latency_p50_s, st.latency_p95_s = float(p50), float(p95)
-                st.queue_delay_mean_s = float(np.mean(st._delays))
-                st.queue_delay_max_s = max(st.queue_delay_max_s or 0.0, d)
-        st.audio_pending_s = self.pending_seconds
+        frame = replace(frame, timestamp=self.stats.frames_out / self.fps)
+        self.stats.record_emit(now, frame.speech, frame.arrival, self.pending_seconds)
         return frame
 
     def frames(self) -> Iterator[Frame]:
@@ -499,7 +530,7 @@ class StreamSession:
                     if self._error is not None:
                         raise self._error
                     return
-                await asyncio.sleep(0.004)
+                await asyncio.sleep(ASYNC_POLL_S)
                 continue
             if self.realtime:
                 await asyncio.sleep(self._due_in())
@@ -516,9 +547,3 @@ class StreamSession:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _with_timestamp(frame: Frame, timestamp: float) -> Frame:
-    from dataclasses import replace
-
-    return replace(frame, timestamp=timestamp)
