@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import numpy as np
+import pytest
 from streaming_inputs import speech_like
 
 from lipforcing.streaming.session import StreamSession
@@ -68,3 +69,29 @@ def test_async_iterator_matches_sync_iterator(pipeline, source):
     a, b = sync_run(), asyncio.run(async_run())
     assert len(a) == len(b) == 33
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("wait", ["none", "unread", "read"])
+def test_segment_end_after_the_queue_ran_dry_reaches_one_frame(pipeline, source, wait):
+    """0.5 s of speech; end_segment() comes only after every sample was taken by a chunk: at
+    once (its chunk most likely still generating), 1 s later with no frame read (it waits in
+    the output queue), or 2 s of frames later (it was read already). Exactly one frame carries
+    the segment end: the utterance's last speech frame, or the next frame read when that one
+    was read before end_segment() came."""
+    session = StreamSession(pipeline, source, seed=0, realtime=True)
+    it = session.frames()
+    session.push_audio(speech_like(0.5, seed=2))
+    before = take(it, 50) if wait == "read" else []
+    while session.pending_seconds or not before:
+        before.append(next(it))
+    if wait == "unread":
+        time.sleep(1.0)
+    session.end_segment()
+    session.end_segment()  # a second end with nothing new pushed ends nothing
+    frames = before + take(it, 40)
+    session.stop()
+    speech = [k for k, f in enumerate(frames) if f.speech]
+    assert len(speech) == 13  # ceil(8000 / 640)
+    assert frames[speech[-1]].span[1] == 8000
+    ends = [k for k, f in enumerate(frames) if f.segment_end]
+    assert ends == [max(speech[-1], len(before))]

@@ -273,6 +273,11 @@ class StreamSession:
         self._epoch = 0  # bumped by clear(); chunks planned before it drop their speech
         self._idle_epoch = 0  # bumped when speech preempts queued idle frames
         self._speaking = False  # the last generated chunk ended inside an utterance
+        # Segment ends that come after the queue ran dry (see _late_segment_end):
+        self._ended_at = 0  # pushed position of the last segment end (or clear)
+        self._taken_stop = 0  # span stop of the last speech frame taken from _out
+        self._late_end: int | None = None  # end position awaiting its frame's delivery
+        self._end_next = False  # the utterance's last frame was taken: mark the next one
         self._chunk_ema: float | None = None
         self._started = False
         self._clock: tuple[float, int] | None = None  # (t0, emitted count at t0)
@@ -311,13 +316,37 @@ class StreamSession:
         self._idle_epoch += 1
 
     def end_segment(self) -> None:
-        """The utterance is complete: generate its last partial chunk (padded with silence)."""
+        """The utterance is complete: generate its last partial chunk (padded with silence).
+
+        Its last speech frame carries ``segment_end``, also when its audio was all taken before
+        this call (see :meth:`_late_segment_end`); a call with nothing new pushed ends nothing.
+        """
         tail = self._resampler.flush()
         with self._cv:
             self._queue.push(tail, time.perf_counter())
-            self._queue.mark()
+            if len(self._queue):
+                self._queue.mark()
+            elif self._queue.pushed > self._ended_at:
+                self._late_segment_end(self._queue.pushed)
+            self._ended_at = self._queue.pushed
             self._cv.notify_all()
         self.scheduler.wake()
+
+    def _late_segment_end(self, end: int) -> None:
+        """The utterance ending at pushed position ``end`` has had all its audio taken by
+        chunks already (realtime mode ran the queue dry before ``end_segment``). Its last
+        speech frame, the one whose span stops at ``end``, carries the segment end: marked
+        where it waits in the output queue, on delivery if its chunk is being generated, or,
+        when it has been taken already, on the next frame taken."""
+        self._speaking = False
+        for k in range(len(self._out) - 1, -1, -1):
+            if self._out[k].speech and self._out[k].span[1] == end:
+                self._out[k] = replace(self._out[k], segment_end=True)
+                return
+        if self._taken_stop >= end:
+            self._end_next = True
+        else:
+            self._late_end = end
 
     def clear(self) -> None:
         """Interruption: drop pending audio and speech frames generated but not yet shown."""
@@ -326,6 +355,8 @@ class StreamSession:
             self._queue.clear()
             self._epoch += 1
             self._speaking = False
+            self._ended_at = self._queue.pushed  # an interrupted utterance has no end
+            self._late_end, self._end_next = None, False
             kept = deque(f for f in self._out if not f.speech)
             self.stats.record_dropped(len(self._out) - len(kept))
             self._out = kept
@@ -457,6 +488,10 @@ class StreamSession:
             if speech and epoch != self._epoch:  # cleared while it was being generated
                 self.stats.record_dropped(1)
                 continue
+            stop = int(spans[i, 1])
+            late_end = speech and stop == self._late_end
+            if late_end:
+                self._late_end = None
             self._out.append(
                 Frame(
                     image=chunk.frames[i],
@@ -467,8 +502,8 @@ class StreamSession:
                     crop=chunk.crops[i],
                     source_index=int(chunk.source_index[i]),
                     arrival=float(arrival[i]),
-                    segment_end=i == seg_end,
-                    span=(int(spans[i, 0]), int(spans[i, 1])),
+                    segment_end=i == seg_end or late_end,
+                    span=(int(spans[i, 0]), stop),
                 )
             )
         self._cv.notify_all()
@@ -484,6 +519,10 @@ class StreamSession:
                     return None
                 self._cv.wait(timeout=WAIT_S)
             frame = self._out.popleft()
+            if frame.speech:
+                self._taken_stop = frame.span[1]
+            if self._end_next:
+                frame, self._end_next = replace(frame, segment_end=True), False
             self._cv.notify_all()
         self.scheduler.wake()  # the lead shrank
         return frame
