@@ -83,6 +83,21 @@ def test_recorded_command_reproduces_the_options():
     assert bench.options_from_args(parser.parse_args(again)) == opts
 
 
+def test_recorded_command_reproduces_the_session_counts():
+    import argparse
+    import shlex
+
+    from lipforcing.cli import bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args([*SMALL, "--sessions", "1,4", "--session-seconds", "2.5"])
+    opts, sessions = bench.options_from_args(args), bench.sessions_from_args(args)
+    again = parser.parse_args(shlex.split(bench.command_line(opts, 2, sessions))[2:])
+    assert bench.options_from_args(again) == opts
+    assert bench.sessions_from_args(again) == sessions
+
+
 def test_sessions_run(capsys):
     """--sessions: N sessions through one scheduler, throughput and live latency per count."""
     argv = ["bench", "--sessions", "1,2", "--session-seconds", "0.8", "--json", *SMALL]

@@ -74,14 +74,21 @@ FLAGS = {  # BenchOptions field -> flag of this command
 }
 
 
-def command_line(opts, threads: int | None) -> str:
-    """The ``lipforcing bench`` command reproducing ``opts`` (non-default options only)."""
+def command_line(opts, threads: int | None, sessions=None) -> str:
+    """The ``lipforcing bench`` command reproducing ``opts`` and ``sessions`` (a
+    :class:`~lipforcing.bench.sessions.SessionsOptions` or None; non-default options only)."""
     import dataclasses
 
     from lipforcing.bench.harness import BenchOptions
 
     default = BenchOptions()
     parts = ["lipforcing bench", f"--preset {opts.preset}", f"--mode {opts.mode}"]
+    if sessions is not None:
+        from lipforcing.bench.sessions import SessionsOptions
+
+        parts.append(f"--sessions {','.join(map(str, sessions.counts))}")
+        if sessions.seconds != SessionsOptions().seconds:
+            parts.append(f"--session-seconds {sessions.seconds:g}")
     for f in dataclasses.fields(opts):
         value = getattr(opts, f.name)
         if f.name in ("preset", "mode") or value == getattr(default, f.name):
@@ -289,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         result = benchmark(opts, progress=not args.json)
     result["device"] = _device_name(opts.device)
     result.update(provenance())
-    result["command"] = command_line(opts, args.threads)
+    result["command"] = command_line(opts, args.threads, sessions)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
