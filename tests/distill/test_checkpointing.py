@@ -11,7 +11,7 @@ from distill_helpers import toy_model, train_toy
 
 from lipforcing.cli.main import main
 from lipforcing.config import OptimConfig
-from lipforcing.distill.checkpointing import load_state, save_state
+from lipforcing.distill.checkpointing import load_state, save_state, saved_step
 from lipforcing.errors import CheckpointError
 
 CFG = OptimConfig(lr=1e-3, warmup_steps=2, batch_size=2, micro_batch=1, steps=3)
@@ -74,6 +74,16 @@ def test_resume_refuses_crafted_distributed_checkpoints_without_running_them(tmp
     assert "\n" not in message and "refused to resume" in message
     assert "weights_only=False" not in message  # never advise the unsafe load
     assert not marker.exists()
+
+
+def test_reading_the_saved_step_refuses_it_too(tmp_path):
+    """`train codec` peeks at the saved step before resuming: the same safe read."""
+    marker = tmp_path / "marker"
+    path = crafted_state(tmp_path / "run", marker)
+    with pytest.raises(CheckpointError, match="refused to resume"):
+        saved_step(path)
+    assert not marker.exists()
+    assert saved_step(tmp_path / "absent.pt") is None
 
 
 def test_resume_through_the_cli_is_one_error_line(tmp_path, capsys):

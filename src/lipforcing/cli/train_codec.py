@@ -91,11 +91,10 @@ def _synthtalk_shards(out, clips: int, preset):
 
 def _reached(state_path, step: int) -> bool:
     """Whether the run's saved state is at ``step`` or later."""
-    import torch
+    from lipforcing.distill.checkpointing import saved_step
 
-    if not state_path.is_file():
-        return False
-    return int(torch.load(state_path, map_location="cpu", weights_only=False)["step"]) >= step
+    saved = saved_step(state_path)
+    return saved is not None and saved >= step
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,6 +77,12 @@ def load_state(
     return int(state["step"]), state["extra"]
 
 
+def saved_step(path: str | Path) -> int | None:
+    """The step a run's ``state.pt`` was saved at (None: no file); read as safely as a resume."""
+    path = Path(path)
+    return int(_read_state(path)["step"]) if path.is_file() else None
+
+
 STATE_KEYS = ("step", "models", "optimizers", "schedulers", "generators", "torch_rng", "extra")
 
 
