@@ -10,6 +10,12 @@ Design choices:
   mouth region where the blend is partial (the seam), before blending.
 - Only the bounding box of the warped mask is processed, so paste-back costs little on large
   frames.
+- Frames without a usable face are not pasted at all (the frame is returned as it came, bit
+  for bit). Next to them the patch fades: :func:`paste_weights` gives each frame a strength
+  that ramps over ``FADE_FRAMES`` frames from the edge of a face run, and ``paste_back``
+  scales the blend mask by it. Detector misses of up to ``BRIDGE_FRAMES`` frames between
+  found frames of one shot are bridged (the face is there; its transform is interpolated), so
+  a single missed detection does not flash the original mouth.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import numpy as np
 from lipforcing.config import MediaConfig
 from lipforcing.errors import UserError
 from lipforcing.media.mask import blend_mask
+
+FADE_FRAMES = 4  # frames over which the mouth patch fades in / out next to faceless frames
+BRIDGE_FRAMES = 2  # detector misses up to this long inside a face run count as found
 
 
 def _region(alpha_box: np.ndarray, transform: np.ndarray, frame_hw: tuple[int, int]):
@@ -51,8 +60,61 @@ def color_match(crop: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> 
     return np.clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB) * 255.0, 0, 255)
 
 
+def paste_weights(
+    found: np.ndarray,
+    cuts: np.ndarray | None = None,
+    fade: int = FADE_FRAMES,
+    bridge: int = BRIDGE_FRAMES,
+) -> np.ndarray:
+    """Per-frame paste strength in [0, 1]: 0 without a face, ramping up over ``fade`` frames.
+
+    Args:
+        found: (T,) bool, a face was detected in the frame.
+        cuts: first frames of new shots (gaps are bridged within a shot only).
+        fade: frames of the ramp; frame k of a face run (counted from the nearer faceless
+            frame, 1-based) gets ``min(1, k / (fade + 1))``. Runs that start or end at the
+            clip's ends do not fade there.
+        bridge: faceless gaps up to this long between found frames of one shot count as found.
+
+    Returns:
+        (T,) float32.
+    """
+    usable = _bridge(np.asarray(found, bool), cuts, bridge)
+    near = np.minimum(_since_faceless(usable), _since_faceless(usable[::-1])[::-1])
+    weights = np.minimum(1.0, near / (fade + 1)) if fade > 0 else (near > 0).astype(float)
+    return np.where(usable, weights, 0.0).astype(np.float32)
+
+
+def _since_faceless(usable: np.ndarray) -> np.ndarray:
+    """(T,) frames since the last faceless frame before or at each frame (inf: none yet)."""
+    out = np.empty(len(usable))
+    last = -np.inf
+    for i, ok in enumerate(usable):
+        if not ok:
+            last = i
+        out[i] = i - last
+    return out
+
+
+def _bridge(found: np.ndarray, cuts: np.ndarray | None, bridge: int) -> np.ndarray:
+    """``found`` with short gaps between found frames of the same shot filled."""
+    from lipforcing.media.shots import shot_ids
+
+    out = found.copy()
+    shots = shot_ids(np.zeros(0, int) if cuts is None else cuts, len(found))
+    idx = np.flatnonzero(found)
+    for a, b in zip(idx[:-1], idx[1:]):
+        if 1 < b - a <= bridge + 1 and shots[a] == shots[b]:
+            out[a:b] = True
+    return out
+
+
 def paste_back(
-    frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, cfg: MediaConfig
+    frame: np.ndarray,
+    crop: np.ndarray,
+    transform: np.ndarray,
+    cfg: MediaConfig,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Blend ``crop`` into ``frame`` through the inverse of ``transform``.
 
@@ -60,6 +122,8 @@ def paste_back(
         frame: (H, W, 3) uint8 original frame.
         crop: (S, S, 3) uint8 generated aligned crop, S = ``cfg.crop_size``.
         transform: (2, 3) frame -> crop similarity of this frame.
+        strength: scale of the blend mask in [0, 1] (:func:`paste_weights`); 0 returns a copy
+            of ``frame``, bit for bit.
 
     Returns:
         (H, W, 3) uint8 frame, unchanged outside the warped mouth region.
@@ -67,8 +131,13 @@ def paste_back(
     s = cfg.crop_size
     if crop.shape != (s, s, 3):
         raise UserError(f"paste_back: crop must be ({s}, {s}, 3), got {crop.shape}")
+    if not 0.0 <= strength <= 1.0:
+        raise UserError(f"paste_back: strength must be in [0, 1], got {strength}")
+    if strength == 0.0:
+        return frame.copy()
     transform = np.asarray(transform, np.float64)
-    alpha = blend_mask(cfg)
+    mask = blend_mask(cfg)
+    alpha = mask * np.float32(strength)
     ys, xs = np.nonzero(alpha)
     if not len(ys):
         return frame.copy()
@@ -92,7 +161,7 @@ def paste_back(
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT,
         )
-        ring = alpha * (1.0 - alpha) * 4.0  # peaks where the blend is half
+        ring = mask * (1.0 - mask) * 4.0  # peaks where the blend is half
         crop_f = color_match(crop_f, source, ring)
     warped = cv2.warpAffine(crop_f, shifted, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     a = cv2.warpAffine(alpha, shifted, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
@@ -102,4 +171,4 @@ def paste_back(
     return out
 
 
-__all__ = ["color_match", "paste_back"]
+__all__ = ["BRIDGE_FRAMES", "FADE_FRAMES", "color_match", "paste_back", "paste_weights"]

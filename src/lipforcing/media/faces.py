@@ -12,12 +12,16 @@ Design choices:
   frame inside the detected box. The 5 alignment points are derived from it: eye centres (mean
   of points 36-41 and 42-47), nose tip (30), mouth corners (48, 54), image-left first, the
   order of the InsightFace template.
-- Several faces: the largest is chosen in the first frame where any face is found (or the one
-  given by index, left to right, or the one overlapping a given box most); later frames keep
-  the detection that overlaps the previous choice most, so the track stays on one person.
+- Several faces: the choice (``face``) is made in the first frame where any face is found:
+  the largest (default), the one nearest the frame centre, the one given by index (left to
+  right), or the one overlapping a given box most; later frames keep the detection that
+  overlaps the previous choice most, so the track stays on one person.
+- Shot cuts (:mod:`lipforcing.media.shots`, detected from the frames) restart the track: the
+  face is chosen afresh by the same rule in the new shot, and the crop transforms are gap-filled
+  and smoothed within each shot only, never across a cut.
 - Frames with no face keep ``found = False``; their transforms are interpolated from the
-  neighbours (see :mod:`lipforcing.media.align`) so crops exist for every frame, and consumers
-  leave not-found frames untouched.
+  neighbours in the same shot (see :mod:`lipforcing.media.align`) so crops exist for every
+  frame, and consumers leave not-found frames untouched.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -34,11 +39,13 @@ import numpy as np
 from lipforcing.config import MediaConfig
 from lipforcing.errors import MediaError, UserError
 from lipforcing.media.align import transforms_from_landmarks
+from lipforcing.media.shots import CutDetector, detect_cuts, shot_slices
 
 DETECT_SIDE = 400  # px, longer side of the image the detector sees first
 MAX_DETECT_SIDE = 1600  # px, the largest size tried when no face is found (4K: faces > 100 px)
 REACQUIRE_FRAMES = 25  # frames without the tracked face after which a new face may be chosen
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) pixels
+FaceChoice = int | Box | Literal["largest", "center"] | None  # None = "largest"
 
 
 @dataclass
@@ -51,6 +58,7 @@ class FaceTrack:
     raw_transforms: np.ndarray  # (T, 2, 3) before temporal smoothing
     boxes: np.ndarray  # (T, 4) face boxes (x0, y0, x1, y1), NaN where not found or unknown
     detect_seconds: float = 0.0  # wall time spent detecting and fitting landmarks
+    cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # first frames of shots
 
     @property
     def found_ratio(self) -> float:
@@ -125,13 +133,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a) + area(b) - inter + 1e-9)
 
 
-def _choose(boxes: np.ndarray, previous: np.ndarray | None, face: int | Box | None) -> int | None:
+def _choose(
+    boxes: np.ndarray, previous: np.ndarray | None, face: FaceChoice, frame_hw: tuple[int, int]
+) -> int | None:
     if not len(boxes):
         return None
     if previous is not None:
         return int(np.argmax(_iou(boxes, previous)))
-    if face is None:
-        return 0  # largest
+    if face is None or face == "largest":
+        return 0  # boxes come largest first
+    if face == "center":
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        middle = np.array(frame_hw[::-1], float) / 2  # (x, y)
+        return int(np.argmin(np.linalg.norm(centres - middle, axis=1)))
     if isinstance(face, int):
         order = np.argsort(boxes[:, 0])  # left to right
         return int(order[face]) if face < len(boxes) else None
@@ -153,21 +167,33 @@ class FaceFollower:
 
     Each frame is searched at ``detect_side`` first; on a miss at twice that, and so on up to
     full resolution (small faces), and the size that worked is kept for the next frames.
-    Returns (None, None) when the followed face is not in the frame.
+    Returns (None, None) when the followed face is not in the frame. With ``shots`` (default)
+    every frame also feeds a :class:`~lipforcing.media.shots.CutDetector`: the face is chosen
+    afresh where a new shot may start, and :meth:`cuts` gives the confirmed cuts (indices of
+    the frames passed in) for :func:`track_from_landmarks`.
     """
 
-    def __init__(self, face: int | Box | None = None, detect_side: int = DETECT_SIDE) -> None:
+    def __init__(
+        self, face: FaceChoice = None, detect_side: int = DETECT_SIDE, *, shots: bool = True
+    ) -> None:
         self.face, self.side = face, detect_side
         self.previous: np.ndarray | None = None  # box of the followed face
         self.index, self.last = -1, -1  # current frame, last frame the face was seen
+        self.shots = CutDetector() if shots else None
+
+    def cuts(self) -> np.ndarray:
+        """Confirmed shot cuts among the frames seen so far (first frames of new shots)."""
+        return self.shots.cuts() if self.shots is not None else np.zeros(0, int)
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         self.index += 1
         if self.index - self.last > REACQUIRE_FRAMES:
             self.previous = None  # lost for long: pick a face afresh
+        if self.shots is not None and self.shots.push(frame):
+            self.previous = None  # a new shot may start here: choose by the rule again
         for trial in _sides(max(frame.shape[:2]), self.side):
             candidates = detect_boxes(frame, trial)
-            k = _choose(candidates, self.previous, self.face)
+            k = _choose(candidates, self.previous, self.face, frame.shape[:2])
             prev = self.previous
             if k is not None and (prev is None or _iou(candidates[k : k + 1], prev)[0]):
                 break  # our face (a detection overlapping the last one, or a first choice)
@@ -177,10 +203,11 @@ class FaceFollower:
         return dense_landmarks(frame, candidates[k]), candidates[k]
 
 
-def detect_landmarks(
-    frames: np.ndarray, face: int | Box | None = None, detect_side: int = DETECT_SIDE
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,))."""
+def follow_face(
+    frames: np.ndarray, face: FaceChoice = None, detect_side: int = DETECT_SIDE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Detect and follow one face through shots: (landmarks68 (T, 68, 2), boxes (T, 4),
+    found (T,), cuts (first frames of new shots))."""
     t = len(frames)
     points = np.full((t, 68, 2), np.nan)
     boxes = np.full((t, 4), np.nan)
@@ -189,7 +216,14 @@ def detect_landmarks(
         p, box = follow(frame)
         if box is not None:
             points[i], boxes[i] = p, box
-    return points, boxes, np.isfinite(boxes[:, 0])
+    return points, boxes, np.isfinite(boxes[:, 0]), follow.cuts()
+
+
+def detect_landmarks(
+    frames: np.ndarray, face: FaceChoice = None, detect_side: int = DETECT_SIDE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect and follow one face: returns (landmarks68 (T, 68, 2), boxes (T, 4), found (T,))."""
+    return follow_face(frames, face, detect_side)[:3]
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -204,7 +238,7 @@ def track_faces(
     cfg: MediaConfig,
     landmarks: np.ndarray | None = None,
     *,
-    face: int | Box | None = None,
+    face: FaceChoice = None,
 ) -> FaceTrack:
     """Track one face and compute the smoothed frame -> crop transforms.
 
@@ -213,8 +247,10 @@ def track_faces(
         cfg: crop size and smoothing strength.
         landmarks: known (T, 5, 2) points (SynthTalk ``landmarks5``); no detector runs and
             frames with non-finite points count as not found.
-        face: which face when several are present: None = largest, an int = index left to
-            right, or an (x0, y0, x1, y1) box = the detection overlapping it most.
+        face: which face when several are present: None or "largest", "center" (nearest the
+            frame centre), an int = index left to right, or an (x0, y0, x1, y1) box = the
+            detection overlapping it most. Chosen again at each shot cut (detected from the
+            frames, also when ``landmarks`` are given).
 
     Returns:
         :class:`FaceTrack`; ``found`` is all False when no face is seen (no error here).
@@ -229,10 +265,11 @@ def track_faces(
         if landmarks.shape != (len(frames), 5, 2):
             raise UserError(f"landmarks must be ({len(frames)}, 5, 2), got {landmarks.shape}")
         found = np.isfinite(landmarks).all(axis=(1, 2))
+        cuts = detect_cuts(frames)
     else:
-        points, boxes, found = detect_landmarks(frames, face)
+        points, boxes, found, cuts = follow_face(frames, face)
         landmarks = five_from_68(points)
-    track = track_from_landmarks(landmarks, found, cfg, frames.shape[1:3], boxes)
+    track = track_from_landmarks(landmarks, found, cfg, frames.shape[1:3], boxes, cuts)
     track.detect_seconds = time.perf_counter() - start
     return track
 
@@ -243,17 +280,30 @@ def track_from_landmarks(
     cfg: MediaConfig,
     frame_hw: tuple[int, int],
     boxes: np.ndarray | None = None,
+    cuts: np.ndarray | None = None,
 ) -> FaceTrack:
-    """A :class:`FaceTrack` from per-frame 5-point landmarks (T, 5, 2) and ``found`` (T,)."""
-    raw, smooth = transforms_from_landmarks(landmarks, found, cfg.crop_size, cfg.smoothing)
-    if not found.any():
-        raw = smooth = _centre_crop(frame_hw, cfg.crop_size, len(found))
+    """A :class:`FaceTrack` from per-frame 5-point landmarks (T, 5, 2) and ``found`` (T,).
+
+    Transforms are gap-filled and smoothed within each shot (``cuts``: first frames of new
+    shots); a shot without any face gets the centred crop.
+    """
+    t = len(found)
+    cuts = np.zeros(0, int) if cuts is None else np.asarray(cuts, int)
+    raw, smooth = np.empty((t, 2, 3)), np.empty((t, 2, 3))
+    for shot in shot_slices(cuts, t):
+        if found[shot].any():
+            raw[shot], smooth[shot] = transforms_from_landmarks(
+                landmarks[shot], found[shot], cfg.crop_size, cfg.smoothing
+            )
+        else:
+            raw[shot] = smooth[shot] = _centre_crop(frame_hw, cfg.crop_size, shot.stop - shot.start)
     return FaceTrack(
         transforms=smooth,
         found=found,
         landmarks=np.where(found[:, None, None], landmarks, np.nan),
         raw_transforms=raw,
-        boxes=boxes if boxes is not None else np.full((len(found), 4), np.nan),
+        boxes=boxes if boxes is not None else np.full((t, 4), np.nan),
+        cuts=cuts,
     )
 
 
@@ -265,7 +315,7 @@ def _centre_crop(hw: tuple[int, int], crop_size: int, t: int) -> np.ndarray:
     return np.repeat(m[None], t, 0)
 
 
-def mouth_landmarks(frames: np.ndarray, face: int | Box | None = None) -> np.ndarray:
+def mouth_landmarks(frames: np.ndarray, face: FaceChoice = None) -> np.ndarray:
     """The 20 mouth points of dlib's 68 (indices 48-67) per frame: (T, 20, 2), NaN if no face.
 
     Used by the evaluation's landmark distance (LMD).
@@ -274,10 +324,13 @@ def mouth_landmarks(frames: np.ndarray, face: int | Box | None = None) -> np.nda
     return points[:, 48:68]
 
 
-def parse_face(text: str | None) -> int | Box | None:
-    """CLI spelling of the face choice: "" / None = largest, "1" = index, "x0,y0,x1,y1" = box."""
-    if not text:
+def parse_face(text: str | None) -> FaceChoice:
+    """CLI spelling of the face choice: "" / None / "largest", "center" (or "centre"),
+    "1" = index left to right, "x0,y0,x1,y1" = box."""
+    if not text or text.strip().lower() == "largest":
         return None
+    if text.strip().lower() in {"center", "centre"}:
+        return "center"
     parts = text.split(",")
     try:
         if len(parts) == 1 and int(parts[0]) >= 0:
@@ -288,7 +341,21 @@ def parse_face(text: str | None) -> int | Box | None:
                 return (x0, y0, x1, y1)
     except ValueError:
         pass
-    raise UserError(f"--face must be an index (0 = leftmost) or a box x0,y0,x1,y1, got {text!r}")
+    raise UserError(
+        f"--face must be largest, center, an index (0 = leftmost) or a box x0,y0,x1,y1, "
+        f"got {text!r}"
+    )
+
+
+def describe_face(face: FaceChoice) -> str:
+    """How a face choice reads in a report."""
+    if face is None or face == "largest":
+        return "largest"
+    if face == "center":
+        return "center"
+    if isinstance(face, int):
+        return f"index {face} from the left"
+    return "box " + ",".join(f"{v:g}" for v in face)
 
 
 def require_face(track: FaceTrack, name: str) -> None:
@@ -298,12 +365,15 @@ def require_face(track: FaceTrack, name: str) -> None:
 
 
 __all__ = [
+    "FaceChoice",
     "FaceFollower",
     "FaceTrack",
+    "describe_face",
     "dense_landmarks",
     "detect_boxes",
     "detect_landmarks",
     "five_from_68",
+    "follow_face",
     "mouth_landmarks",
     "parse_face",
     "require_face",

@@ -10,17 +10,22 @@ nobody vouches for (the server's uploads): the kind is sniffed from the bytes, t
 checked from the container and then per decoded frame, the face is tracked one frame at a time
 (the clip is never decoded into memory at once), and the frames are kept JPEG-coded
 (:mod:`lipforcing.streaming.framestore`), the crops cut on access.
+
+The tracker's per-frame "face found" flags travel with the source as ``paste_weights``: the
+engine leaves frames without a usable face untouched and fades the mouth patch at their edges
+(:func:`lipforcing.media.composite.paste_weights`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lipforcing.config import MediaConfig
 from lipforcing.errors import MediaError, UserError
+from lipforcing.media.faces import FaceChoice, describe_face
 from lipforcing.media.probe import MediaBudget
 from lipforcing.streaming.framestore import CodedFrames, WarpedCrops, encode_picture
 
@@ -50,6 +55,12 @@ class Source:
         transforms: frame -> crop affine transforms, (T, 2, 3).
         fps: frame rate of ``frames`` (the media config's rate).
         source_fps: frame rate of the file it was read from (None for an image).
+        found: (T,) bool, the tracker found the chosen face in the frame (default: all).
+        paste_weights: (T,) float32 in [0, 1], strength of the mouth patch per frame: 0 where
+            there is no usable face (the frame is shown untouched), ramping at the edges
+            (default: from ``found``).
+        cuts: first frames of new shots, where the face track restarted.
+        face: the face choice, as the report says it ("largest", "center", ...).
     """
 
     frames: np.ndarray | CodedFrames
@@ -58,9 +69,38 @@ class Source:
     fps: float
     source_fps: float | None = None
     name: str = "frames"
+    found: np.ndarray | None = None
+    paste_weights: np.ndarray | None = None
+    cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    face: str = "largest"
+
+    def __post_init__(self) -> None:
+        from lipforcing.media.composite import paste_weights
+
+        n = len(self.transforms)
+        self.found = np.ones(n, bool) if self.found is None else np.asarray(self.found, bool)
+        if self.paste_weights is None:
+            self.paste_weights = paste_weights(self.found, self.cuts)
+        if len(self.found) != n or len(self.paste_weights) != n:
+            raise MediaError(f"{self.name}: {n} transforms but {len(self.found)} face flags")
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    @property
+    def frames_with_face(self) -> int:
+        """Frames in which the chosen face was found."""
+        return int(self.found.sum())
+
+    def face_report(self) -> str:
+        """One line for reports: which face, how many frames had it, shot cuts."""
+        n = len(self.found)
+        cuts = f", {len(self.cuts)} shot cut{'s' * (len(self.cuts) != 1)}" if len(self.cuts) else ""
+        return (
+            f"face: {self.face}; found in {self.frames_with_face} of {n} frames "
+            f"({100 * self.frames_with_face / max(n, 1):.0f}%){cuts}; frames without it are "
+            "left untouched"
+        )
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -85,11 +125,13 @@ class Source:
         landmarks: np.ndarray | None = None,
         source_fps: float | None = None,
         name: str = "frames",
+        face: FaceChoice = None,
     ) -> Source:
         """Track the face in ``frames`` (T, H, W, 3) uint8 and cut the aligned crops.
 
         Args:
             landmarks: (T, 5, 2) known 5-point landmarks (SynthTalk); no detector runs.
+            face: which face to drive when several are present (``faces.track_faces``).
         """
         from lipforcing.media.align import warp_to_crop
         from lipforcing.media.faces import require_face, track_faces
@@ -97,28 +139,46 @@ class Source:
         frames = np.ascontiguousarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
             raise MediaError(f"{name}: expected (T, H, W, 3) uint8 frames, got {frames.shape}")
-        track = track_faces(frames, cfg, landmarks=landmarks)
+        track = track_faces(frames, cfg, landmarks=landmarks, face=face)
         require_face(track, name)
         crops = warp_to_crop(frames, track, cfg.crop_size)
         transforms = np.asarray(track.transforms, dtype=np.float64)
-        return cls(frames, crops, transforms, cfg.fps, source_fps, name)
+        return cls(
+            frames,
+            crops,
+            transforms,
+            cfg.fps,
+            source_fps,
+            name,
+            found=track.found,
+            cuts=track.cuts,
+            face=describe_face(face),
+        )
 
     @classmethod
-    def from_file(cls, path: str | Path, cfg: MediaConfig, *, max_seconds: float = 600.0) -> Source:
+    def from_file(
+        cls,
+        path: str | Path,
+        cfg: MediaConfig,
+        *,
+        max_seconds: float = 600.0,
+        face: FaceChoice = None,
+    ) -> Source:
         """Read a video (conformed to ``cfg.fps``) or a still image and track its face."""
         path = Path(path)
         if not path.is_file():
             raise MediaError(f"no such file: {path}")
         if path.suffix.lower() in IMAGE_SUFFIXES:
-            return cls.from_frames(_read_image(path), cfg, name=path.name)
+            return cls.from_frames(_read_image(path), cfg, name=path.name, face=face)
         from lipforcing.media.io import read_video
 
         fps = _file_fps(path)
         limit = int(max_seconds * (fps or 60.0)) + 1  # decode no more than this (hostile files)
         clip = read_video(path, fps=cfg.fps, max_frames=limit)
-        if len(clip.frames) >= int(max_seconds * cfg.fps):  # the decode hit the cap
+        if len(clip.frames) > round(max_seconds * cfg.fps):  # exactly max_seconds is accepted
             raise MediaError(f"{path.name}: longer than {max_seconds:.0f} s; trim the source")
-        return cls.from_frames(np.asarray(clip.frames), cfg, source_fps=fps, name=path.name)
+        frames = np.asarray(clip.frames)
+        return cls.from_frames(frames, cfg, source_fps=fps, name=path.name, face=face)
 
     @classmethod
     def from_upload(
