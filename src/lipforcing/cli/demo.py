@@ -51,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.video is None) != (args.audio is None):
         raise UserError("give both --video and --audio, or neither for the built-in sample")
+    if args.seconds <= 0:
+        raise UserError(f"--seconds must be positive, got {args.seconds:g}")
+    if args.video is not None:  # every input checked before the model loads
+        from lipforcing.media.inputs import check_source, check_speech
+
+        check_source(args.video)
+        check_speech(args.audio)
     builtin_ckpt = args.checkpoint is None
     pipeline = options.load_pipeline(args)
     source, audio, label = _inputs(args, pipeline)

@@ -62,7 +62,6 @@ def pairs(pred: str, gt: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from tqdm import tqdm
@@ -76,14 +75,16 @@ def run(args: argparse.Namespace) -> int:
     if args.csim_step < 1:
         raise UserError("--csim-step must be >= 1")
     todo = pairs(args.pred, args.gt)
-    bench = json.loads(Path(args.bench).read_text()) if args.bench else None
+    face = parse_face(args.face)
+    check_media(todo, args)  # every input before the networks load
+    bench = _read_bench(args.bench) if args.bench else None
     nets = Networks.load(
         syncnet=args.syncnet,
         syncnet_v2=args.syncnet_v2,
         arcface=args.arcface,
         fvd_layer=args.fvd_layer,
     )
-    ev = Evaluator(nets, args.full_frame, args.trim, args.csim_step, parse_face(args.face))
+    ev = Evaluator(nets, args.full_frame, args.trim, args.csim_step, face)
     driving = read_audio(args.audio) if args.audio and nets.syncnet is not None else None
     for p, g in tqdm(todo, desc="eval", unit="video"):
         pv = ev.timed("read", read_video, p, FPS)
@@ -99,3 +100,35 @@ def run(args: argparse.Namespace) -> int:
     print((Path(args.out) / "metrics.md").read_text())
     print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_s"].items()))
     return 0
+
+
+def check_media(todo, args: argparse.Namespace) -> None:
+    """Headers and first frames of every video (and the audio Sync will need) before any
+    network loads."""
+    import math
+
+    from lipforcing.errors import UserError
+    from lipforcing.media.inputs import check_source, check_speech
+
+    sync = bool(args.syncnet or args.syncnet_v2)
+    if args.audio:
+        check_speech(args.audio)
+    for p, g in todo:
+        check_source(p, math.inf)
+        info = check_source(g, math.inf)
+        if sync and not args.audio and not info.has_audio:
+            if not g.with_suffix(".wav").is_file():
+                raise UserError(f"{g.name}: no soundtrack for Sync; give --audio")
+            check_speech(g.with_suffix(".wav"))
+
+
+def _read_bench(path: str) -> dict:
+    import json
+    from pathlib import Path
+
+    from lipforcing.errors import UserError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--bench {path}: not a readable JSON file ({e})") from None

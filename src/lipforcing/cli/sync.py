@@ -1,7 +1,9 @@
 """Lip-sync a video (or a still image) to an audio file, offline, with the streaming engine.
 
 The output keeps the source's frame size and frame rate and carries the new audio; the source
-plays forward and backward (ping-pong) when the audio outlasts it.
+plays forward and backward (ping-pong) when the audio outlasts it. Frames where the chosen
+face is not found are left untouched; the report says which face was driven and how many
+frames had it. Every input is checked before the model loads.
 """
 
 from __future__ import annotations
@@ -19,32 +21,65 @@ when the audio outlasts it."""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", required=True, help="source video or still image")
-    parser.add_argument("--audio", required=True, help="driving speech (any format PyAV reads)")
-    parser.add_argument("--out", required=True, help="output .mp4")
+    parser.add_argument(
+        "--audio", help="driving speech, any format PyAV reads (default: the video's own sound)"
+    )
+    parser.add_argument("--out", required=True, help="output .mp4, .mov or .mkv")
+    parser.add_argument(
+        "--face",
+        default="largest",
+        help="which face to drive when several are present: largest, center, N (0 = leftmost) "
+        "or a box x0,y0,x1,y1; chosen again after each shot cut (default: largest)",
+    )
     options.add_student(parser)
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     options.add_device(parser)
     options.add_execution(parser)
 
 
+def check_inputs(args: argparse.Namespace):
+    """Every input, before any heavy work: (face choice, output path). Raises UserError."""
+    from lipforcing.errors import UserError
+    from lipforcing.media.faces import parse_face
+    from lipforcing.media.inputs import check_source, check_speech
+
+    face = parse_face(args.face)
+    out = Path(args.out)
+    if out.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
+        raise UserError(f"--out must be an .mp4/.mov/.mkv file, got {out.name}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name")
+    inputs = [Path(args.video)] + ([Path(args.audio)] if args.audio else [])
+    if any(out.resolve() == p.resolve() for p in inputs):
+        raise UserError(f"--out {out} would overwrite an input")
+    check_source(args.video, need_audio=args.audio is None)
+    if args.audio:
+        check_speech(args.audio)
+    return face, out
+
+
 def run(args: argparse.Namespace) -> int:
-    from lipforcing.media.io import read_audio, write_video
+    from lipforcing.errors import MediaError
+    from lipforcing.media.io import read_audio, read_soundtrack, write_video
     from lipforcing.streaming.offline import conform_fps, lipsync_offline
     from lipforcing.streaming.source import Source
 
-    out = Path(args.out)
-    if out.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
-        from lipforcing.errors import UserError
-
-        raise UserError(f"--out must be an .mp4/.mov/.mkv file, got {out.name}")
+    face, out = check_inputs(args)
     pipeline = options.load_pipeline(args)
-    source = Source.from_file(args.video, pipeline.preset.media)
-    audio = read_audio(args.audio, sample_rate=pipeline.preset.audio.sample_rate)
+    rate = pipeline.preset.audio.sample_rate
+    if args.audio:
+        audio = read_audio(args.audio, sample_rate=rate)
+    else:
+        audio = read_soundtrack(args.video, sample_rate=rate)
+        if audio is None:
+            raise MediaError(f"{Path(args.video).name}: the soundtrack is empty; give --audio")
+    source = Source.from_file(args.video, pipeline.preset.media, face=face)
+    print(source.face_report())
     result = lipsync_offline(pipeline, source, audio, seed=args.seed, progress=True)
     fps = source.source_fps or result.fps
     frames = conform_fps(result.frames, result.fps, fps)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_video(out, frames, fps, audio=audio, sample_rate=pipeline.preset.audio.sample_rate)
+    write_video(out, frames, fps, audio=audio, sample_rate=rate)
     st = result.stats
     print(
         f"wrote {out} ({len(frames)} frames, {fps:g} fps, {frames.shape[2]}x{frames.shape[1]}); "

@@ -26,6 +26,7 @@ import numpy as np
 from lipforcing.config import MediaConfig
 from lipforcing.errors import MediaError, UserError
 from lipforcing.media.faces import FaceChoice, describe_face
+from lipforcing.media.inputs import MAX_SOURCE_SECONDS
 from lipforcing.media.probe import MediaBudget
 from lipforcing.streaming.framestore import CodedFrames, WarpedCrops, encode_picture
 
@@ -161,7 +162,7 @@ class Source:
         path: str | Path,
         cfg: MediaConfig,
         *,
-        max_seconds: float = 600.0,
+        max_seconds: float = MAX_SOURCE_SECONDS,
         face: FaceChoice = None,
     ) -> Source:
         """Read a video (conformed to ``cfg.fps``) or a still image and track its face."""
