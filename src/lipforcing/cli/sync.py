@@ -1,9 +1,8 @@
 """Lip-sync a video (or a still image) to an audio file, offline, with the streaming engine.
 
 The output keeps the source's frame size and frame rate and carries the new audio; the source
-plays forward and backward (ping-pong) when the audio outlasts it. Frames where the chosen
-face is not found are left untouched; the report says which face was driven and how many
-frames had it. Every input is checked before the model loads.
+plays forward and backward (ping-pong) when the audio outlasts it. The report says which face
+was driven and how many frames had it. Every input is checked before the model loads.
 """
 
 from __future__ import annotations

@@ -99,8 +99,7 @@ class Source:
         cuts = f", {len(self.cuts)} shot cut{'s' * (len(self.cuts) != 1)}" if len(self.cuts) else ""
         return (
             f"face: {self.face}; found in {self.frames_with_face} of {n} frames "
-            f"({100 * self.frames_with_face / max(n, 1):.0f}%){cuts}; frames without it are "
-            "left untouched"
+            f"({100 * self.frames_with_face / max(n, 1):.0f}%){cuts}"
         )
 
     @property
