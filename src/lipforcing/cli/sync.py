@@ -1,8 +1,11 @@
 """Lip-sync a video (or a still image) to an audio file, offline, with the streaming engine.
 
 The output keeps the source's frame size and frame rate and carries the new audio; the source
-plays forward and backward (ping-pong) when the audio outlasts it. The report says which face
-was driven and how many frames had it. Every input is checked before the model loads.
+plays forward and backward (ping-pong) when the audio outlasts it. Frames where the chosen
+face is not found are left untouched (the mouth patch fades out and in around them), and the
+report says which face was driven and how many frames had it. Silent stretches of the audio
+close the mouth (the silence gate, on by default). Every input is checked before the model
+loads.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="largest",
         help="which face to drive when several are present: largest, center, N (0 = leftmost) "
         "or a box x0,y0,x1,y1; chosen again after each shot cut (default: largest)",
+    )
+    parser.add_argument(
+        "--no-silence-gate",
+        action="store_true",
+        help="drive the mouth with the audio as it is, also in silent stretches",
     )
     options.add_student(parser)
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -60,6 +68,7 @@ def check_inputs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from lipforcing.errors import MediaError
     from lipforcing.media.io import read_audio, read_soundtrack, write_video
+    from lipforcing.media.vad import SilenceGateConfig
     from lipforcing.streaming.offline import conform_fps, lipsync_offline
     from lipforcing.streaming.source import Source
 
@@ -73,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
         if audio is None:
             raise MediaError(f"{Path(args.video).name}: the soundtrack is empty; give --audio")
     source = Source.from_file(args.video, pipeline.preset.media, face=face)
-    print(source.face_report())
-    result = lipsync_offline(pipeline, source, audio, seed=args.seed, progress=True)
+    print(source.face_report() + "; frames without it are left untouched")
+    gate = SilenceGateConfig(enabled=not args.no_silence_gate)
+    result = lipsync_offline(
+        pipeline, source, audio, seed=args.seed, progress=True, silence_gate=gate
+    )
     fps = source.source_fps or result.fps
     frames = conform_fps(result.frames, result.fps, fps)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ Design choices:
   ``reach`` frames on each side; the engine's audio margin covers them, so streaming and
   offline gates are identical.
 - Blend: ``features + (1 - gate) * (silent - features)``, where ``silent`` are the features of
-  digital silence: gate 1 keeps the features bit for bit, gate 0 replaces them by silence.
+  digital silence: gate 1 keeps the features and gate 0 gives silence's, both bit for bit.
 - Absolute thresholds (defaults -50 / -35 dBFS in band): SynthTalk's floor reads -55 dB and its
   open vowels -35 dB or more; the pauses of the real recordings in ``shared/data`` read -65 to
   -47 dB. Speech recorded far below full scale (peaks under -35 dBFS) would be gated too: turn
@@ -92,7 +92,8 @@ def gate_features(features: np.ndarray, gate: np.ndarray, silent: np.ndarray) ->
     if gate.shape != (len(features),) or silent.shape != features.shape[1:]:
         raise UserError(f"gate_features: shapes {features.shape}, {gate.shape}, {silent.shape}")
     closed = (1.0 - gate.astype(np.float32))[:, None]
-    return features + closed * (silent[None] - features)  # gate 1: the features, bit for bit
+    blended = features + closed * (silent[None] - features)  # gate 1: the features, bit for bit
+    return np.where(closed == 1.0, silent[None], blended)  # gate 0: silence, bit for bit
 
 
 __all__ = ["SilenceGateConfig", "frame_levels", "gate_features", "speech_gate"]

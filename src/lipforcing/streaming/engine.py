@@ -24,10 +24,14 @@ Per chunk (spec sections 2 and 6):
    encoders (causal, so chunk-by-chunk encoding equals whole-clip encoding).
 2. Audio features of the chunk's frames, computed on a window of the played-audio timeline
    with ``audio_margin`` frames of context on each side, so that they do not depend on how the
-   audio was cut into pushes.
+   audio was cut into pushes. The stream's silence gate (:mod:`lipforcing.media.vad`) blends
+   the features of silent frames towards those of digital silence, so the mouth rests in
+   pauses; it reads levels within the same margin, so it is chunking-invariant too.
 3. Conditions (:meth:`ChunkEngine._cond`, the one place they are assembled) and the causal
    core's denoising calls reading the KV cache.
-4. The codec's stream decoder; the generated crops are pasted back into the full frames.
+4. The codec's stream decoder; the generated crops are pasted back into the full frames with
+   the source's per-frame ``paste_weights``: frames without a usable face come out as the
+   source frame, bit for bit, and the patch fades in and out at their edges.
 5. The t = 0 KV write. With ``kv_after_decode`` it is left pending and runs at
    :meth:`ChunkEngine.flush` or before the stream's next chunk, so the frames are out first.
 
@@ -59,6 +63,7 @@ from lipforcing.diffusion.causal import denoise_chunk, write_chunk
 from lipforcing.diffusion.samplers import cpu_noise
 from lipforcing.diffusion.schedules import ShiftedGrid
 from lipforcing.errors import UserError
+from lipforcing.media.vad import SilenceGateConfig
 from lipforcing.models.conditioning import LipSyncCond
 from lipforcing.models.kv_cache import CacheBatch, KVCache
 from lipforcing.streaming import accel
@@ -134,6 +139,7 @@ class EngineStream:
     generator: torch.Generator  # initial and re-noising noise
     ref_frame: Tensor | None = None  # (1, C, 1, h, w) reference latent (first step encodes it)
     context: Tensor | None = None  # (1, L, text_dim) cross-attention context, or None
+    silence_gate: SilenceGateConfig = dataclasses.field(default_factory=SilenceGateConfig)
     history: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     frames_done: int = 0  # video frames generated so far
     pending: tuple[Tensor, LipSyncCond] | None = None  # (x0, cond) awaiting the KV write
@@ -197,6 +203,7 @@ class ChunkEngine:
         self.steps = p.causal.student_steps
         self.mask = torch.as_tensor(mouth_mask(p.media), dtype=torch.float32).to(pipeline.device)
         self.tracer: Tracer = tracer if tracer is not None else _NoTrace()
+        self._silent: dict[tuple[int, int], np.ndarray] = {}  # features of digital silence
         opts = pipeline.options
         self.lanes = accel.Lanes(pipeline.device if opts.two_streams else None)
         self.net = accel.CudaGraphRunner(pipeline.model) if opts.cuda_graphs else pipeline.model
@@ -217,11 +224,15 @@ class ChunkEngine:
         seed: int = 0,
         audio_margin: int | None = None,
         context: Tensor | None = None,
+        silence_gate: SilenceGateConfig | None = None,
     ) -> EngineStream:
         """A new stream of ``source``: empty KV cache, fresh codec state, seeded noise.
 
         Opening only allocates: the reference frame is encoded by the stream's first step, so
         a stream can be opened while another thread steps other streams.
+
+        ``silence_gate``: voice-activity gating of the audio features (default: on, with the
+        defaults of :class:`~lipforcing.media.vad.SilenceGateConfig`).
         """
         p, dev, dtype = self.pipeline.preset, self.pipeline.device, self.pipeline.dtype
         if p.model.use_text_context and context is None:
@@ -229,6 +240,12 @@ class ChunkEngine:
         codec = self.pipeline.codec
         pairs = 1 if self.options.paired_encode else 2
         margin = audio_margin if audio_margin is not None else _default_margin(p)
+        gate = silence_gate if silence_gate is not None else SilenceGateConfig()
+        if gate.enabled and gate.reach > margin:
+            raise UserError(
+                f"the silence gate reads {gate.reach} frames on each side, more than the "
+                f"{margin}-frame audio margin; shorten its hold or raise the margin"
+            )
         return EngineStream(
             source=source,
             layout=self.layout,
@@ -238,6 +255,7 @@ class ChunkEngine:
             decoder=codec.stream_decoder(),
             generator=torch.Generator().manual_seed(seed),
             context=None if context is None else context.to(dev, dtype),
+            silence_gate=gate,
             history=np.zeros(margin * self.spf, np.float32),
         )
 
@@ -336,8 +354,31 @@ class ChunkEngine:
         window = np.concatenate([stream.history, audio, right])
         cfg = self.pipeline.preset.audio
         feats = audio_features(window, cfg, n + 2 * m, wav2vec2=self.pipeline.wav2vec2)
-        feats = np.asarray(feats, np.float32)[m : m + n]
+        feats = np.asarray(feats, np.float32)
+        if stream.silence_gate.enabled:
+            feats = self._gate(stream.silence_gate, window, feats, m)
+        feats = np.ascontiguousarray(feats[m : m + n])
         return torch.from_numpy(feats)[None].to(self.pipeline.device, self.pipeline.dtype)
+
+    def _gate(
+        self, gate: SilenceGateConfig, window: np.ndarray, feats: np.ndarray, m: int
+    ) -> np.ndarray:
+        """Features of the window's frames with silent frames blended towards silence."""
+        from lipforcing.media.vad import frame_levels, gate_features, speech_gate
+
+        levels = frame_levels(window, self.spf, self.sample_rate, gate.band)  # (n + 2m,)
+        return gate_features(feats, speech_gate(levels, gate), self._silent_features(len(feats), m))
+
+    def _silent_features(self, frames: int, m: int) -> np.ndarray:
+        """(A,) features of a frame of digital silence (cached per window length)."""
+        from lipforcing.media.audio import audio_features
+
+        key = (frames, m)
+        if key not in self._silent:
+            zeros = np.zeros(frames * self.spf, np.float32)
+            cfg, w2v = self.pipeline.preset.audio, self.pipeline.wav2vec2
+            self._silent[key] = np.asarray(audio_features(zeros, cfg, frames, wav2vec2=w2v))[m]
+        return self._silent[key].astype(np.float32)
 
     def _encode(self, s: EngineStream, idx: np.ndarray) -> tuple[Tensor, Tensor]:
         """Latents of the mouth-masked crops and of the reference-sequence crops."""
@@ -440,11 +481,14 @@ class ChunkEngine:
         return chunk
 
     def _paste(self, source: Source, idx: np.ndarray, crops: np.ndarray) -> np.ndarray:
+        """Crops into full frames at the source's paste strength (0: the source frame)."""
         from lipforcing.media.composite import paste_back
 
         media = self.pipeline.preset.media
         out = [
-            paste_back(source.frames[i], crop, source.transforms[i], media)
+            paste_back(
+                source.frames[i], crop, source.transforms[i], media, float(source.paste_weights[i])
+            )
             for i, crop in zip(idx, crops)
         ]
         return np.stack(out)

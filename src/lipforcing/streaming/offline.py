@@ -48,8 +48,12 @@ def lipsync_offline(
     *,
     seed: int = 0,
     progress: bool = False,
+    silence_gate=None,
 ) -> OfflineResult:
-    """Lip-sync ``source`` to ``audio`` (16 kHz float32 mono) with the streaming engine."""
+    """Lip-sync ``source`` to ``audio`` (16 kHz float32 mono) with the streaming engine.
+
+    ``silence_gate``: a :class:`~lipforcing.media.vad.SilenceGateConfig` (None: the default).
+    """
     import time
 
     from tqdm import tqdm
@@ -58,7 +62,7 @@ def lipsync_offline(
     if audio.ndim != 1 or len(audio) == 0:
         raise MediaError("the audio is empty")
     t0 = time.perf_counter()
-    session = StreamSession(pipeline, source, seed=seed, realtime=False)
+    session = StreamSession(pipeline, source, seed=seed, realtime=False, silence_gate=silence_gate)
     spf = session.engine.spf
     n = math.ceil(len(audio) / spf)
     session.push_audio(audio, session.sample_rate)

@@ -248,13 +248,18 @@ class StreamSession:
         preempt_idle: bool = True,
         scheduler: Scheduler | None = None,
         context=None,
+        silence_gate=None,
     ) -> None:
         self._own_scheduler = scheduler is None
         self.scheduler = scheduler if scheduler is not None else Scheduler(pipeline, private=True)
         self.engine = self.scheduler.engine
         self.scheduler.warmup(source)  # once per scheduler; one-off costs stay out of streams
         self.stream = self.scheduler.open(
-            source, seed=seed, audio_margin=audio_margin, context=context
+            source,
+            seed=seed,
+            audio_margin=audio_margin,
+            context=context,
+            silence_gate=silence_gate,  # media.vad.SilenceGateConfig; None: the default (on)
         )
         self.realtime = realtime
         self.fps = self.engine.fps
