@@ -136,6 +136,7 @@ def test_a_source_of_exactly_the_limit_is_accepted(tmp_path):
     with pytest.raises(MediaError, match="longer than 600 s"):
         check_source(longer)
     args = argparse.Namespace(video=str(exact), audio=None, out=str(tmp_path / "o.mp4"))
+    args.device, args.dtype = "cpu", "auto"
     args.face = "largest"
     with pytest.raises(MediaError, match="no audio track"):  # past the length check
         from lipforcing.cli.sync import check_inputs

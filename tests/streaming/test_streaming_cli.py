@@ -9,6 +9,13 @@ from lipforcing.cli.main import main
 
 
 def test_sync_errors_are_one_line(tmp_path, capsys):
+    import soundfile as sf
+    from streaming_inputs import face_frames
+
+    from lipforcing.media.io import write_video
+
+    write_video(tmp_path / "v.mp4", face_frames(5)[0], 25.0)  # inputs that pass their checks
+    sf.write(tmp_path / "a.wav", speech_like(0.5), 16_000)
     args = ["sync", "--video", str(tmp_path / "v.mp4"), "--audio", str(tmp_path / "a.wav")]
     assert main([*args, "--out", str(tmp_path / "o.gif")]) == 2
     assert "--out must be" in capsys.readouterr().err

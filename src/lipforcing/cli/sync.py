@@ -51,6 +51,7 @@ def check_inputs(args: argparse.Namespace):
     from lipforcing.media.inputs import check_source, check_speech
 
     face = parse_face(args.face)
+    options.device_and_dtype(args)  # an unusable --device / --dtype, before the media
     out = Path(args.out)
     if out.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
         raise UserError(f"--out must be an .mp4/.mov/.mkv file, got {out.name}")
