@@ -88,7 +88,8 @@ def _audio(path: Path, clip_audio: np.ndarray | None, sample_rate: int) -> np.nd
 
 
 def _scan(path: Path, fps: float, max_frames: int | None, landmarks_npz: np.ndarray | None, face):
-    """Pass 1: source indices, frame size, 5-point landmarks and boxes of every output frame."""
+    """Pass 1: source indices, frame size, 5-point landmarks and boxes of every output frame,
+    and the shot cuts the follower saw (None with known landmarks)."""
     follow = FaceFollower(face)
     index, points, boxes, hw = [], [], [], (0, 0)
     for i, frame in iter_frames(path, fps, max_frames=max_frames):
@@ -102,8 +103,8 @@ def _scan(path: Path, fps: float, max_frames: int | None, landmarks_npz: np.ndar
     if landmarks_npz is not None:
         if index.max() >= len(landmarks_npz):
             raise MediaError(f"{path.name}: {len(landmarks_npz)} landmark rows for a longer video")
-        return index, hw, landmarks_npz[index], None
-    return index, hw, np.stack(points), np.stack(boxes)
+        return index, hw, landmarks_npz[index], None, None
+    return index, hw, np.stack(points), np.stack(boxes), follow.cuts()
 
 
 def _npz_landmarks(path: Path) -> np.ndarray | None:
@@ -130,9 +131,9 @@ def build_shard(
     media, acfg = preset.media, preset.audio
     start = time.perf_counter()
     npz = _npz_landmarks(path)
-    index, hw, landmarks, boxes = _scan(path, media.fps, max_frames, npz, face)
+    index, hw, landmarks, boxes, cuts = _scan(path, media.fps, max_frames, npz, face)
     found = np.isfinite(landmarks).all(axis=(1, 2))
-    track = track_from_landmarks(landmarks, found, media, hw, boxes)
+    track = track_from_landmarks(landmarks, found, media, hw, boxes, cuts)
     detect_seconds = time.perf_counter() - start
     if track.found_ratio < MIN_FOUND_RATIO:
         raise MediaError(

@@ -27,8 +27,8 @@ from lipforcing.evaluation.csim import ARCFACE_SIZE, DLIB_CHIP, DLIB_PADDING
 from lipforcing.media.align import ARCFACE_112, fit_similarity, warp_to_crop
 from lipforcing.media.faces import (
     dense_landmarks,
-    detect_landmarks,
     five_from_68,
+    follow_face,
     track_from_landmarks,
 )
 
@@ -64,11 +64,11 @@ def track_ground_truth(
     frames: np.ndarray, crop_size: int = EVAL_CROP, face=None
 ) -> GroundTruthFaces:
     """Detect and follow the face of the ground truth; MediaError when there is none."""
-    points, boxes, found = detect_landmarks(frames, face)
+    points, boxes, found, cuts = follow_face(frames, face)
     if not found.any():
         raise MediaError("ground truth: no face found in any frame (use --full-frame)")
     cfg = MediaConfig(crop_size=crop_size)
-    track = track_from_landmarks(five_from_68(points), found, cfg, frames.shape[1:3], boxes)
+    track = track_from_landmarks(five_from_68(points), found, cfg, frames.shape[1:3], boxes, cuts)
     return GroundTruthFaces(points, boxes, found, track.transforms, crop_size)
 
 
