@@ -189,10 +189,13 @@ class Source:
         budget: MediaBudget,
         name: str,
         max_bytes: int | None = None,
+        face: FaceChoice = None,
     ) -> Source:
         """Read an untrusted file (see the module docstring); ``name`` is what errors call it.
 
-        ``max_bytes`` bounds the coded frames; ingesting stops as soon as they pass it.
+        ``max_bytes`` bounds the coded frames; ingesting stops as soon as they pass it. ``face``
+        chooses the face as in :meth:`from_frames`; the track restarts at shot cuts and the
+        face flags give the paste weights, as for a file.
 
         Raises:
             MediaError: not an accepted kind, over ``budget``, unreadable, or no face.
@@ -208,22 +211,33 @@ class Source:
         else:
             fps = probe_video(path, kind, budget, name).fps
             pairs = iter_frames(path, cfg.fps, untrusted=Untrusted(kind, budget, name))
-        frames, track = _ingest(pairs, cfg, name, max_bytes)
+        frames, track = _ingest(pairs, cfg, name, max_bytes, face)
         crops = WarpedCrops(frames, track.transforms, cfg.crop_size)
         transforms = np.asarray(track.transforms, np.float64)
-        return cls(frames, crops, transforms, cfg.fps, fps, name)
+        return cls(
+            frames,
+            crops,
+            transforms,
+            cfg.fps,
+            fps,
+            name,
+            found=track.found,
+            cuts=track.cuts,
+            face=describe_face(face),
+        )
 
 
-def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None = None):
+def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None, face: FaceChoice):
     """Code each decoded frame once, track the face on it, and lay both on the output frames.
 
     ``pairs`` yields (decoded index, frame) per output frame, as :func:`iter_frames` does; a
-    decoded frame repeated by conforming is coded and searched once.
+    decoded frame repeated by conforming is coded and searched once (and seen once by the
+    follower's shot-cut detector).
     """
     from lipforcing.media.faces import FaceFollower, five_from_68, require_face
     from lipforcing.media.faces import track_from_landmarks as from_landmarks
 
-    follow = FaceFollower()
+    follow = FaceFollower(face)
     pictures: list[bytes] = []
     points, boxes, index = [], [], []
     last, size, coded = None, None, 0
@@ -249,7 +263,8 @@ def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None = None):
     index = np.asarray(index)
     landmarks = five_from_68(np.asarray(points))[index]
     found = np.isfinite(np.asarray(boxes)[:, 0])[index]
-    track = from_landmarks(landmarks, found, cfg, size[:2], np.asarray(boxes)[index])
+    cuts = np.searchsorted(index, follow.cuts())  # first output frame of each new shot
+    track = from_landmarks(landmarks, found, cfg, size[:2], np.asarray(boxes)[index], cuts)
     require_face(track, name)
     return CodedFrames(pictures, index, size[0], size[1]), track
 
