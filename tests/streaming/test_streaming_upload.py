@@ -17,6 +17,7 @@ from server_helpers import recv_json, running
 from hostile_media import container_video, face_clip, hls_playlist, png_bomb, timed_mkv
 from lipforcing.config import tiny
 from lipforcing.errors import MediaError
+from lipforcing.media.faces import parse_face
 from lipforcing.media.io import write_video
 from lipforcing.media.probe import MediaBudget
 from lipforcing.streaming.framestore import CodedFrames
@@ -47,11 +48,11 @@ def server(pipeline, source):
         yield address
 
 
-def post(address: str, data: bytes, name: str):
+def post(address: str, data: bytes, name: str, **params):
     import httpx
 
     url = f"http://{address}/api/sources"
-    return httpx.post(url, params={"name": name}, content=data, timeout=120)
+    return httpx.post(url, params={"name": name, **params}, content=data, timeout=120)
 
 
 def test_real_containers_upload_preview_and_stream(server, clip_files):
@@ -212,3 +213,47 @@ def test_compact_source_equals_the_raw_one(pipeline, clip_files):
         blank = folder / "blank.png"
         cv2.imwrite(str(blank), np.full((64, 64, 3), 90, np.uint8))
         Source.from_upload(blank, cfg, budget=MediaBudget(), name="blank.png")
+
+
+@pytest.fixture(scope="module")
+def three_faces(tmp_path_factory):
+    """A PNG of three SynthTalk faces: a large one on the left, two smaller ones."""
+    from lipforcing.media.synthtalk.clip import render_clip
+
+    canvas = np.zeros((220, 560, 3), np.uint8)
+    canvas[10:210, 0:200] = render_clip(1, 0.2, size=200).frames[0]
+    canvas[30:190, 200:360] = render_clip(2, 0.2, size=160).frames[0]
+    canvas[30:190, 400:560] = render_clip(3, 0.2, size=160).frames[0]
+    path = tmp_path_factory.mktemp("faces") / "three.png"
+    cv2.imwrite(str(path), canvas[:, :, ::-1])
+    return path
+
+
+def crop_centre_x(source: Source) -> float:
+    """Frame x of the first crop's centre (where the driven face is)."""
+    back = cv2.invertAffineTransform(source.transforms[0])
+    half = source.crops.shape[1] / 2
+    return float(back[0] @ np.array([half, half, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "face, said, span",
+    [("largest", "largest", (0, 200)), ("center", "center", (200, 360)),
+     ("2", "index 2 from the left", (400, 560))],
+)  # fmt: skip
+def test_upload_face_choice_is_tracked_and_reported(server, three_faces, face, said, span):
+    reply = post(server, three_faces.read_bytes(), "three.png", face=face)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["face"], body["frames_with_face"], body["shot_cuts"]) == (said, 1, 0)
+    cfg = tiny().media
+    choice = parse_face(face)
+    upload = Source.from_upload(three_faces, cfg, budget=MediaBudget(), name="t", face=choice)
+    raw = Source.from_file(three_faces, cfg, face=choice)
+    np.testing.assert_array_equal(upload.transforms, raw.transforms)  # as a file would be
+    assert span[0] < crop_centre_x(upload) < span[1]  # and it is the chosen face
+
+
+def test_upload_with_a_bad_face_choice_is_refused(server, three_faces):
+    reply = post(server, three_faces.read_bytes(), "three.png", face="middle")
+    assert reply.status_code == 422 and "face must be" in reply.json()["error"]

@@ -324,9 +324,9 @@ def mouth_landmarks(frames: np.ndarray, face: FaceChoice = None) -> np.ndarray:
     return points[:, 48:68]
 
 
-def parse_face(text: str | None) -> FaceChoice:
-    """CLI spelling of the face choice: "" / None / "largest", "center" (or "centre"),
-    "1" = index left to right, "x0,y0,x1,y1" = box."""
+def parse_face(text: str | None, option: str = "--face") -> FaceChoice:
+    """Spelling of the face choice: "" / None / "largest", "center" (or "centre"), "1" = index
+    left to right, "x0,y0,x1,y1" = box; ``option`` names it in the error."""
     if not text or text.strip().lower() == "largest":
         return None
     if text.strip().lower() in {"center", "centre"}:
@@ -342,7 +342,7 @@ def parse_face(text: str | None) -> FaceChoice:
     except ValueError:
         pass
     raise UserError(
-        f"--face must be largest, center, an index (0 = leftmost) or a box x0,y0,x1,y1, "
+        f"{option} must be largest, center, an index (0 = leftmost) or a box x0,y0,x1,y1, "
         f"got {text!r}"
     )
 

@@ -5,10 +5,12 @@ Endpoints (all but the page and its static files need the token when one is set,
 
 - ``GET /`` the page; ``GET /static/*`` its scripts and style.
 - ``GET /api/info`` preset, checkpoint file name, limits and the available sources.
-- ``POST /api/sources?name=clip.mp4`` raw file body (an mp4 / mov / mkv / webm video or a PNG /
-  JPEG / WebP / BMP image, recognised by its content) -> ``{"source": id, ...}``; the face is
-  tracked once here. Refusals: 413 (too big), 429 (uploads busy), 422 (not accepted, over a
-  budget, no face), 503 (memory budget).
+- ``POST /api/sources?name=clip.mp4&face=largest`` raw file body (an mp4 / mov / mkv / webm
+  video or a PNG / JPEG / WebP / BMP image, recognised by its content) -> ``{"source": id,
+  "face", "frames_with_face", "shot_cuts", ...}``; the face is tracked once here: ``face`` =
+  largest (default), center, N (0 = leftmost) or a box x0,y0,x1,y1, chosen again at each shot
+  cut; frames without it are streamed untouched. Refusals: 413 (too big), 429 (uploads busy),
+  422 (not accepted, over a budget, no face, a bad ``face``), 503 (memory budget).
 - ``GET /api/sources/{id}/preview.jpg`` the source's first frame.
 - ``GET /api/sample.wav`` a built-in speech sample (SynthTalk) to stream without a microphone.
 - ``GET /openapi.json`` the API description.

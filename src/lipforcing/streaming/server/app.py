@@ -168,15 +168,18 @@ def sample_wav(request: Request) -> Response:
     return Response(buf.getvalue(), media_type="audio/wav")
 
 
-async def upload_source(request: Request, name: str = "upload") -> dict:
+async def upload_source(request: Request, name: str = "upload", face: str = "largest") -> dict:
     """A raw file body (video or image) -> a stored source; the face is tracked here."""
+    from lipforcing.media.faces import parse_face
+
     state = require_token(request)
     display = clean_name(name)
+    choice = parse_face(face, option="face")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > state.limits.upload_bytes:
         raise UploadRefused(f"upload over {state.limits.max_upload_mb:g} MB", 413)
     state.memory.admit_upload()
-    source = await state.uploads.run(request.stream(), display)
+    source = await state.uploads.run(request.stream(), display, choice)
     sid = state.sources.add(source)
     log.info("stored source %s (%d frames, %.1f MB)", sid, len(source), source.nbytes / 1e6)
     return describe(sid, source)

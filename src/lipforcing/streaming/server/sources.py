@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lipforcing.config import MediaConfig
 from lipforcing.errors import MediaError, UserError
+from lipforcing.media.faces import FaceChoice
 from lipforcing.streaming.server.limits import MB, ServerLimits
 from lipforcing.streaming.source import Source
 
@@ -96,8 +97,9 @@ class UploadWorkers:
             limits.max_uploads, thread_name_prefix="upload", initializer=_lower_priority
         )
 
-    async def run(self, body, name: str) -> Source:
-        """Receive ``body`` (async chunks) and decode it into a compact source."""
+    async def run(self, body, name: str, face: FaceChoice = None) -> Source:
+        """Receive ``body`` (async chunks) and decode it into a compact source, tracking
+        ``face`` (see :func:`lipforcing.media.faces.track_faces`)."""
         if self.busy >= self.limits.max_uploads:
             raise UploadRefused("too many uploads in progress; try again shortly", 429)
         self.busy += 1
@@ -105,7 +107,7 @@ class UploadWorkers:
         job = None
         try:
             await receive_body(body, folder / "upload", self.limits)
-            job = self.pool.submit(self._decode, folder, name)
+            job = self.pool.submit(self._decode, folder, name, face)
         finally:
             if job is None:  # refused or failed before decoding: nothing runs on
                 shutil.rmtree(folder, ignore_errors=True)
@@ -117,7 +119,7 @@ class UploadWorkers:
     def _release(self) -> None:
         self.busy -= 1
 
-    def _decode(self, folder: Path, name: str) -> Source:
+    def _decode(self, folder: Path, name: str, face: FaceChoice) -> Source:
         limits = self.limits
         try:
             return Source.from_upload(
@@ -126,6 +128,7 @@ class UploadWorkers:
                 budget=limits.media_budget,
                 name=name,
                 max_bytes=limits.store_bytes,
+                face=face,
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -180,4 +183,13 @@ class SourceStore:
 def describe(sid: str, source: Source) -> dict:
     """What a client sees of a source."""
     h, w = source.frame_size
-    return {"source": sid, "name": source.name, "frames": len(source), "width": w, "height": h}
+    return {
+        "source": sid,
+        "name": source.name,
+        "frames": len(source),
+        "width": w,
+        "height": h,
+        "face": source.face,
+        "frames_with_face": source.frames_with_face,
+        "shot_cuts": len(source.cuts),
+    }
