@@ -30,8 +30,9 @@ def test_serve_refuses_public_bind_without_token(capsys):
     assert "needs --token" in capsys.readouterr().err
 
 
-def test_sync_end_to_end(pipeline, tmp_path, shared_data):
-    """A real clip (30 fps) re-voiced: source size and fps kept, new audio, same as offline."""
+def test_sync_end_to_end(pipeline, tmp_path, shared_data, capsys):
+    """A real clip (30 fps) re-voiced: source size and fps kept, new audio, same as offline;
+    the report says which face was driven and in how many frames it was found."""
     import soundfile
 
     from lipforcing import codecs
@@ -57,6 +58,8 @@ def test_sync_end_to_end(pipeline, tmp_path, shared_data):
     assert got.audio is not None and abs(len(got.audio) - len(audio)) < 0.05 * 16_000
     # the file's frames are the engine's offline frames (up to H.264 at crf 18)
     source = Source.from_file(video, pipeline.preset.media)
+    said = f"face: largest; found in {source.frames_with_face} of {len(source)} frames"
+    assert said in capsys.readouterr().out
     ref = conform_fps(lipsync_offline(pipeline, source, audio).frames, 25.0, src.fps)
     n = min(len(ref), len(got.frames))
     g, r = got.frames[:n].astype(int), ref[:n].astype(int)
