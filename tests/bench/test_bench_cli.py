@@ -63,6 +63,15 @@ def test_cuda_only_options_on_the_cpu_run_with_a_note(capsys):
     assert ran["cuda_graphs"] is False
 
 
+def test_bf16_student_runs_through_the_engine(capsys):
+    """--dtype bf16: the DiT in bf16, the codec in fp32 as the product runs it (a bf16 codec
+    used to meet the engine's float32 pixels and stop the run)."""
+    argv = ["bench", "--mode", "student", "--dtype", "bf16", "--threads", "1", "--json"]
+    assert main([*argv, *QUICK, *SMALL]) == 0
+    student = json.loads(capsys.readouterr().out)["student"]
+    assert student["fps"] > 0 and student["frames"] > 0
+
+
 def test_text_summary(capsys):
     assert main(["bench", "--mode", "student", "--threads", "1", *QUICK, *SMALL]) == 0
     text = capsys.readouterr().out

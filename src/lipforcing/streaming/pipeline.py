@@ -143,7 +143,9 @@ class Pipeline:
         """Move the networks to ``device`` / ``dtype`` and apply the execution options once."""
         device = torch.device(device)
         model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-        codec = codec.to(device=device).eval().requires_grad_(False)
+        # The codec runs in fp32 whatever ``dtype`` is: the engine hands it float32 pixels and
+        # casts its latents to ``dtype`` (a bf16 codec given here is converted, as the bench's is).
+        codec = codec.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
         requested = options if options is not None else ExecutionOptions()
         resolved = resolve(requested, device)
         pipe = cls(model, codec, preset, device, dtype, options=resolved.options)
