@@ -17,7 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-DropMode = Literal["all", "audio"]  # CFG's unconditional branch: drop audio+reference, or audio
+# CFG's unconditional branch: "all" (paper: audio + references), "audio", or "release" (the
+# official release's full drop: negative prompt + zero audio; see models/conditioning.py)
+DropMode = Literal["all", "audio", "release"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +162,13 @@ class MediaConfig:
     mouth_side: float = 0.15  # left/right margin of the mouth mask, fraction of crop width
     feather: float = 0.04  # feather width of the blending mask, fraction of crop size
     color_match: bool = False  # match the generated crop's colour statistics before pasting
+    # Mouth mask geometry: "rectangle" (ours) or "latentsync" (the release's LatentSync shape,
+    # reduced to the latent grid bilinearly at 0.5 as the release does); see media/mask.py.
+    mask_style: Literal["rectangle", "latentsync"] = "rectangle"
+    mask_image: str | None = None  # a mask image (white = keep) instead of the drawn shape
+    # Alignment: "arcface5" (5-point ArcFace template scaled 0.65, ours) or "latentsync3" (the
+    # release's 3-point eyebrows + nose fit onto LatentSync's template); see media/align.py.
+    align: Literal["arcface5", "latentsync3"] = "arcface5"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -298,15 +307,19 @@ def _build(klass: type, values: dict[str, Any]) -> Any:
 # ----------------------------------------------------------------------------- presets
 
 
+# The released model's input distribution (mask, alignment), used by both Wan-scale presets.
+RELEASE_MEDIA = MediaConfig(mask_style="latentsync", align="latentsync3")
+
+
 def wan_1_3b() -> PresetConfig:
     """Wan 2.1 1.3B (dim 1536, ffn 8960, 12 heads, 30 layers) with OmniAvatar audio."""
-    return PresetConfig(name="wan-1.3b")
+    return PresetConfig(name="wan-1.3b", media=RELEASE_MEDIA)
 
 
 def wan_14b() -> PresetConfig:
     """Wan 2.1 14B (dim 5120, ffn 13824, 40 heads, 40 layers) with OmniAvatar audio."""
     model = ModelConfig(dim=5120, ffn_dim=13_824, num_heads=40, num_layers=40)
-    return PresetConfig(name="wan-14b", model=model)
+    return PresetConfig(name="wan-14b", model=model, media=RELEASE_MEDIA)
 
 
 def tiny() -> PresetConfig:

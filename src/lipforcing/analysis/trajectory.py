@@ -28,7 +28,7 @@ from torch import Tensor
 from lipforcing.diffusion.schedules import shifted_timesteps, x0_from_velocity
 from lipforcing.models.conditioning import LipSyncCond
 
-DROP_MODES = ("all", "audio")
+DROP_MODES = ("all", "audio", "release")  # "release": needs a negative-prompt context
 NO_DROP = "none"  # drop-mode label of unguided (s = 1) arms: no unconditional branch runs
 
 
@@ -39,7 +39,7 @@ class TrajectoryConfig:
     num_steps: int = 50  # N of the shifted-ODE grid
     shift: float = 5.0  # grid shift
     cfg_scale: float = 4.5  # the CFG arm's scale (panel a) and the factorial's guided scale
-    drop_modes: tuple[str, ...] = DROP_MODES  # unconditional branches studied
+    drop_modes: tuple[str, ...] = ("all", "audio")  # unconditional branches studied
     sweep_scales: tuple[float, ...] = (1.0, 3.0, 4.5, 6.0)  # fixed-CFG sweep endpoints
     steps: tuple[int, ...] | None = None  # grid indices j scored on the trajectories (None: all)
     landings: tuple[int, ...] | None = None  # factorial landings j_1 (None: 1 .. N - 1)
@@ -147,8 +147,10 @@ def branch_velocities(
     Returns:
         Per state, ``{"cond": v_c, mode: v_u(mode), ...}`` each (C, F, h, w).
     """
-    variants = cond.cat(cond.drop("all")).cat(cond.drop("audio"))  # rows: cond, all, audio
-    names = ("cond", "all", "audio")
+    names = ("cond", *(m for m in DROP_MODES if any(m in need for need in needs)))
+    variants = cond
+    for mode in names[1:]:
+        variants = variants.cat(cond.drop(mode))  # rows: cond, then each wanted drop mode
     jobs = [(k, "cond") for k in range(len(needs))]
     jobs += [(k, m) for k, need in enumerate(needs) for m in DROP_MODES if m in need]
     out: list[dict[str, Tensor]] = [{} for _ in needs]

@@ -38,6 +38,7 @@ COMMANDS = {
     "demo": ("lipforcing.cli.demo", "lip-sync a built-in or given sample on the CPU"),
     "bench": ("lipforcing.cli.bench", "throughput / TTFF benchmark"),
     "convert": ("lipforcing.cli.convert", "any accepted weights -> one safetensors checkpoint"),
+    "encode-prompt": ("lipforcing.cli.encode_prompt", "UMT5 prompt embeddings -> --context file"),
 }
 
 

@@ -12,8 +12,9 @@ Both expose one small interface used by :mod:`lipforcing.evaluation.sync`:
 Design choices:
 - SyncNetV2 follows syncnet_python's ``SyncNetModel.S`` layer for layer (names netcnnaud,
   netfcaud, netcnnlip, netfclip) so ``syncnet_v2.model`` loads by name. Its video input is the
-  224x224 face crop in BGR pixel values 0..255, its audio input 13 MFCCs at 100 Hz, 20 steps
-  (0.2 s) per window starting at MFCC step 4 i (25 fps). Weights only come from a user path.
+  224x224 face crop in BGR pixel values 0..255, its audio input 13 MFCCs at 100 Hz of the
+  int16-scale samples, 20 steps (0.2 s) per window starting at MFCC step 4 i (25 fps)
+  (:func:`syncnet_v2_audio_input`). Weights only come from a user path.
 - LipSyncNet sees the lower half of the aligned crop (the mouth), resized to 48x96, the 5
   frames stacked as 15 channels; its audio input is the per-video-frame log-mel window of
   :func:`lipforcing.media.audio.mel_windows` (n_mels x 20 steps = 0.2 s, centred on the frame),
@@ -103,14 +104,34 @@ class SyncNetV2(nn.Module):
         return torch.cat(out)
 
     def audio_windows(self, audio: np.ndarray, num_frames: int) -> Tensor:
-        """``audio``: mono 16 kHz waveform."""
-        from lipforcing.evaluation.mfcc import mfcc
-
-        cc = torch.from_numpy(mfcc(np.asarray(audio, np.float64))).float().T  # (13, M)
-        n = min(num_frames, cc.shape[1] // 4) - WINDOW + 1
-        wins = torch.stack([cc[:, 4 * i : 4 * i + 20] for i in range(max(n, 0))])
+        """``audio``: mono 16 kHz float waveform in [-1, 1] (see :func:`syncnet_v2_audio_input`)."""
+        wins = syncnet_v2_audio_input(audio, num_frames)
         param = next(self.parameters())
-        return self.forward_aud(wins[:, None].to(param))
+        return self.forward_aud(wins.to(param))
+
+
+INT16_SCALE = 32768.0  # float [-1, 1] -> int16 sample values (ffmpeg's s16, the release's reward)
+SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
+
+
+def syncnet_v2_audio_input(audio: np.ndarray, num_frames: int) -> Tensor:
+    """SyncNet-v2's audio input exactly as syncnet_python builds it: (N, 1, 13, 20) float32.
+
+    syncnet_python reads int16 samples (``scipy.io.wavfile``) and computes
+    ``python_speech_features.mfcc`` on them, so the float waveform is first put back on the
+    int16 scale (rounded and clipped as ffmpeg's s16 conversion does). Window i holds MFCC steps
+    4 i .. 4 i + 19; there are ``min(num_frames, floor(len / 640)) - 5`` windows (its
+    ``lastframe``), one fewer than the video has, so the last video window is unused as there.
+    """
+    from lipforcing.evaluation.mfcc import mfcc
+
+    x = np.asarray(audio, np.float64).reshape(-1)
+    pcm = np.clip(np.round(x * INT16_SCALE), -INT16_SCALE, INT16_SCALE - 1)
+    cc = torch.from_numpy(mfcc(pcm)).float().T  # (13, M)
+    n = min(num_frames, len(pcm) // SAMPLES_PER_FRAME) - WINDOW
+    if n < 1:
+        return torch.zeros(0, 1, cc.shape[0], 4 * WINDOW)
+    return torch.stack([cc[:, 4 * i : 4 * i + 4 * WINDOW] for i in range(n)])[:, None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,4 +264,5 @@ __all__ = [
     "load_syncnet",
     "load_syncnet_v2",
     "save_syncnet",
+    "syncnet_v2_audio_input",
 ]

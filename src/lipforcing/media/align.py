@@ -15,6 +15,16 @@ Design choices:
   the landmarks, so this equals smoothing the landmarks and refitting.
 - Frames without a detection get parameters interpolated linearly between their neighbours
   (held constant before the first and after the last detection).
+
+The release's alignment (``MediaConfig.align = "latentsync3"``, LatentSync's ``AlignRestore``
+with 3 points): the image-left and image-right eyebrow centres and the nose centre are fitted
+to the template (17, 20), (58, 20), (37.5, 40) x 2.8 S / 256 on a canvas of (75, 100) x
+2.8 S / 256 pixels (w, h) by Procrustes with the scale set to the ratio of the point sets'
+standard deviations, and the canvas is then resized to S x S (an anisotropic stretch, so the
+frame -> crop map is an affine, not a similarity). Smoothing acts on the similarity before the
+stretch. Our 68-point landmarks stand in for InsightFace's 106 (eyebrows: dlib 17-21 and 22-26;
+nose centre: the mean of dlib 30, 31, 33 and 35); LatentSync's extra "bias" term on the
+translation is not reproduced (the Gaussian smoothing plays its role).
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ ARCFACE_112 = np.array(
         [70.7299, 92.2041],
     ]
 )
+LATENTSYNC_256 = np.array([[17.0, 20.0], [58.0, 20.0], [37.5, 40.0]])  # AlignRestore(3), 256 px
+LATENTSYNC_RATIO = 2.8 / 256  # template and canvas scale per crop pixel
+LATENTSYNC_CANVAS = (75, 100)  # (w, h) of the warped face before the resize to S x S
 TEMPLATE_SCALE = 0.65  # the template spans 65% of its ArcFace extent: full face + margin
 TEMPLATE_SHIFT_Y = -0.06  # move the face up by 6% of the crop so the chin fits
 SMOOTH_FRAMES = 3.0  # Gaussian sigma in frames at smoothing = 1
@@ -88,24 +101,86 @@ def smooth_params(params: np.ndarray, smoothing: float) -> np.ndarray:
     return gaussian_filter1d(params, sigma, axis=0, mode="nearest")
 
 
+def alignment_points(points68: np.ndarray, align: str = "arcface5") -> np.ndarray:
+    """(..., 68, 2) dlib landmarks -> the points ``align`` fits: (..., 5, 2) or (..., 3, 2)."""
+    if align == "latentsync3":
+        return np.stack(
+            [
+                points68[..., 17:22, :].mean(-2),
+                points68[..., 22:27, :].mean(-2),
+                points68[..., [30, 31, 33, 35], :].mean(-2),
+            ],
+            -2,
+        )
+    return np.stack(
+        [
+            points68[..., 36:42, :].mean(-2),
+            points68[..., 42:48, :].mean(-2),
+            points68[..., 30, :],
+            points68[..., 48, :],
+            points68[..., 54, :],
+        ],
+        -2,
+    )
+
+
+def latentsync_canvas(crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(template (3, 2) on the canvas, stretch (2, 2) canvas -> crop) for a crop of side S."""
+    ratio = LATENTSYNC_RATIO * crop_size
+    w, h = (int(d * ratio) for d in LATENTSYNC_CANVAS)
+    return LATENTSYNC_256 * ratio, np.diag([crop_size / w, crop_size / h])
+
+
+def fit_procrustes(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Similarity ``src`` -> ``dst`` with the rotation of Procrustes and scale std(dst)/std(src)."""
+    cs, cd = src.mean(0), dst.mean(0)
+    s_src, s_dst = (src - cs).std(ddof=1), (dst - cd).std(ddof=1)
+    u, _, vt = np.linalg.svd(((src - cs) / s_src).T @ ((dst - cd) / s_dst))
+    r = vt.T @ u.T
+    if np.linalg.det(r) < 0:
+        vt[-1] *= -1
+        r = vt.T @ u.T
+    sr = (s_dst / s_src) * r
+    return np.concatenate([sr, (cd - sr @ cs)[:, None]], 1)
+
+
 def transforms_from_landmarks(
-    landmarks: np.ndarray, found: np.ndarray, crop_size: int, smoothing: float
+    landmarks: np.ndarray,
+    found: np.ndarray,
+    crop_size: int,
+    smoothing: float,
+    align: str = "arcface5",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame frame -> crop similarities from 5-point landmarks.
+    """Per-frame frame -> crop transforms from alignment landmarks.
 
     Args:
-        landmarks: (T, 5, 2) pixel coordinates; rows where ``found`` is False are ignored.
+        landmarks: (T, K, 2) pixel coordinates: K = 5 (arcface5), K = 3 (latentsync3) or
+            K = 68 (dlib points, reduced by :func:`alignment_points`); rows where ``found`` is
+            False are ignored.
         found: (T,) bool.
+        align: ``"arcface5"`` (similarity onto the ArcFace template) or ``"latentsync3"``.
 
     Returns:
         (raw, smoothed) transforms, both (T, 2, 3) float64; gaps are interpolated in both.
     """
-    template = canonical_template(crop_size)
+    if landmarks.shape[1] == 68:
+        landmarks = alignment_points(landmarks, align)
+    want = 3 if align == "latentsync3" else 5
+    if landmarks.shape[1] != want:
+        raise ValueError(f"{align} alignment needs {want} (or 68) landmarks per frame")
+    if align == "latentsync3":
+        template, stretch = latentsync_canvas(crop_size)
+        fit = fit_procrustes
+    else:
+        template, stretch, fit = canonical_template(crop_size), None, fit_similarity
     params = np.zeros((len(landmarks), 4))
     for i in np.flatnonzero(found):
-        params[i] = to_params(fit_similarity(landmarks[i], template)[None])[0]
+        params[i] = to_params(fit(landmarks[i], template)[None])[0]
     params = fill_gaps(params, found)
-    return from_params(params), from_params(smooth_params(params, smoothing))
+    raw, smooth = from_params(params), from_params(smooth_params(params, smoothing))
+    if align == "latentsync3":  # the canvas is resized to S x S
+        return stretch @ raw, stretch @ smooth
+    return raw, smooth
 
 
 def warp_to_crop(frames: np.ndarray, track, crop_size: int) -> np.ndarray:
@@ -139,6 +214,9 @@ def invert(transform: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "ARCFACE_112",
+    "alignment_points",
+    "fit_procrustes",
+    "latentsync_canvas",
     "canonical_template",
     "fill_gaps",
     "fit_similarity",

@@ -38,7 +38,7 @@ import numpy as np
 
 from lipforcing.config import MediaConfig
 from lipforcing.errors import MediaError, UserError
-from lipforcing.media.align import transforms_from_landmarks
+from lipforcing.media.align import alignment_points, transforms_from_landmarks
 from lipforcing.media.shots import CutDetector, detect_cuts, shot_slices
 
 DETECT_SIDE = 400  # px, longer side of the image the detector sees first
@@ -268,7 +268,7 @@ def track_faces(
         cuts = detect_cuts(frames)
     else:
         points, boxes, found, cuts = follow_face(frames, face)
-        landmarks = five_from_68(points)
+        landmarks = alignment_points(points, cfg.align)
     track = track_from_landmarks(landmarks, found, cfg, frames.shape[1:3], boxes, cuts)
     track.detect_seconds = time.perf_counter() - start
     return track
@@ -282,19 +282,25 @@ def track_from_landmarks(
     boxes: np.ndarray | None = None,
     cuts: np.ndarray | None = None,
 ) -> FaceTrack:
-    """A :class:`FaceTrack` from per-frame 5-point landmarks (T, 5, 2) and ``found`` (T,).
+    """A :class:`FaceTrack` from per-frame landmarks and ``found`` (T,): (T, 68, 2) dlib points,
+    or the alignment's own points ((T, 5, 2) for arcface5, (T, 3, 2) for latentsync3).
 
     Transforms are gap-filled and smoothed within each shot (``cuts``: first frames of new
     shots); a shot without any face gets the centred crop.
     """
+    if landmarks.shape[1] == 68:
+        landmarks = alignment_points(landmarks, cfg.align)
     t = len(found)
     cuts = np.zeros(0, int) if cuts is None else np.asarray(cuts, int)
     raw, smooth = np.empty((t, 2, 3)), np.empty((t, 2, 3))
     for shot in shot_slices(cuts, t):
         if found[shot].any():
-            raw[shot], smooth[shot] = transforms_from_landmarks(
-                landmarks[shot], found[shot], cfg.crop_size, cfg.smoothing
-            )
+            try:
+                raw[shot], smooth[shot] = transforms_from_landmarks(
+                    landmarks[shot], found[shot], cfg.crop_size, cfg.smoothing, cfg.align
+                )
+            except ValueError as e:
+                raise UserError(f"{e} (SynthTalk clips carry 5 points: use arcface5)") from None
         else:
             raw[shot] = smooth[shot] = _centre_crop(frame_hw, cfg.crop_size, shot.stop - shot.start)
     return FaceTrack(

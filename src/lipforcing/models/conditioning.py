@@ -5,8 +5,14 @@ chunk is a frame slice of every field. Audio is kept per *video* frame in the pa
 audio module expects: 4 rows per latent frame (``audio_pack_frames``), with the first latent
 frame's row group being the first video frame repeated (Wan's first frame stands alone).
 
-Dropping conditions for classifier-free guidance follows the two drop modes of the paper:
-``"all"`` zeroes audio and both reference inputs, ``"audio"`` zeroes only the audio.
+Dropping conditions for classifier-free guidance (:meth:`LipSyncCond.drop`), one named switch:
+
+- ``"all"`` (the paper's full drop, default): audio and both reference inputs zeroed, the text
+  context kept;
+- ``"audio"``: only the audio zeroed (the paper's audio-only drop; the release's too);
+- ``"release"`` (the official release's full drop): the text context replaced by the
+  negative-prompt embedding and the audio zeroed, keeping reference, mask, masked video and
+  reference sequence. Needs ``negative`` (``lipforcing encode-prompt --negative-prompt``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class LipSyncCond:
         ref_seq: reference sequence latent, (B, C, F, H, W).
         audio: per-video-frame audio features, packed layout, (B, pack * F, A).
         context: cross-attention context, (B, L, text_dim), or None for a learned null context.
+        negative: the negative-prompt context (B, L, text_dim) for the release's full drop.
     """
 
     ref: Tensor
@@ -37,6 +44,7 @@ class LipSyncCond:
     ref_seq: Tensor
     audio: Tensor
     context: Tensor | None = None
+    negative: Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -59,9 +67,18 @@ class LipSyncCond:
         )
 
     def drop(self, mode: str) -> LipSyncCond:
-        """The unconditional branch for CFG: ``"all"`` (audio + reference) or ``"audio"``."""
+        """The unconditional branch for CFG: ``"all"``, ``"audio"`` or ``"release"``."""
         if mode == "audio":
             return dataclasses.replace(self, audio=torch.zeros_like(self.audio))
+        if mode == "release":
+            if self.negative is None or self.context is None:
+                raise ValueError(
+                    "the release's full drop needs a text context with a negative-prompt "
+                    "embedding (lipforcing encode-prompt --negative-prompt ..., then --context)"
+                )
+            return dataclasses.replace(
+                self, audio=torch.zeros_like(self.audio), context=self.negative
+            )
         if mode == "all":
             return dataclasses.replace(
                 self,
@@ -69,7 +86,7 @@ class LipSyncCond:
                 ref=torch.zeros_like(self.ref),
                 ref_seq=torch.zeros_like(self.ref_seq),
             )
-        raise ValueError(f"unknown drop mode {mode!r}; use 'all' or 'audio'")
+        raise ValueError(f"unknown drop mode {mode!r}; use 'all', 'audio' or 'release'")
 
     def to(self, *args, **kwargs) -> LipSyncCond:
         moved = {
