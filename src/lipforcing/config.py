@@ -285,6 +285,18 @@ class PresetConfig:
             raise ValueError(f"unknown config sections: {sorted(unknown)}")
         return cls(**kwargs)
 
+    def at_resolution(self, size: int) -> PresetConfig:
+        """The same preset on aligned crops of ``size`` pixels (the DiT and codecs are
+        resolution-agnostic; the models were trained at ``media.crop_size``)."""
+        step = self.codec.spatial_stride * self.model.patch_size[1]
+        if size < step or size % step:
+            raise ValueError(f"resolution {size}: need a positive multiple of {step} pixels")
+        return dataclasses.replace(
+            self,
+            media=dataclasses.replace(self.media, crop_size=size),
+            codec=dataclasses.replace(self.codec, image_size=size),
+        )
+
     def with_attention(self, attention: Literal["bidirectional", "block_causal"]) -> PresetConfig:
         """The same preset as a teacher (bidirectional) or a student (block_causal)."""
         return dataclasses.replace(self, model=dataclasses.replace(self.model, attention=attention))

@@ -54,7 +54,7 @@ def score_samples(samples: Iterable[Sample], clip: Clip, scorer: MouthScorer, ba
     pending: list[Sample] = []
 
     def flush() -> None:
-        scores = scorer.score(torch.stack([s.x0 for s in pending]), clip)
+        scores = scorer.score(torch.stack([s.x0 for s in pending]).float().cpu(), clip)
         for s, sc in zip(pending, scores, strict=True):
             for metric, value in sc.items():
                 rows.append(sample_row(clip.id, s, metric, value))
@@ -136,6 +136,8 @@ def analyze(
     config: dict | None = None,
     score_batch: int = 8,
     progress: bool = True,
+    context=None,
+    mask_style: str = "rectangle",
 ) -> list[dict]:
     """Run (or resume) the analysis of ``clips`` windows of ``dataset``; returns all rows.
 
@@ -149,7 +151,10 @@ def analyze(
         clips: number of windows to analyse.
         pack: video frames per latent frame (the audio packing).
         config: run description stored in ``config.json`` (with ``cfg`` added).
+        context: the teacher's fixed text context (:class:`~lipforcing.models.text.Context`).
+        mask_style: the preset's ``media.mask_style``.
     """
+    param = next(model.parameters())
     out = Path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     check_config(out, {**(config or {}), "trajectory": dataclasses.asdict(cfg)})
@@ -163,9 +168,9 @@ def analyze(
         clip_id = f"{dataset.names[window.shard]}@{window.start}"
         path = clip_file(out, clip_id)
         if not path.is_file():
-            clip = prepare_clip(dataset, index, codec, pack)
-            noise = clip_noise(cfg.seed, index, clip.x0.shape[1:])
-            samples = run_clip(model, noise, clip.cond, cfg)
+            clip = prepare_clip(dataset, index, codec, pack, context=context, mask_style=mask_style)
+            noise = clip_noise(cfg.seed, index, clip.x0.shape[1:]).to(param)
+            samples = run_clip(model, noise, clip.cond.to(param), cfg)
             if progress:
                 samples = tqdm(samples, desc=clip_id, unit="x0", leave=False, total=count(cfg))
             write_rows(path, score_samples(samples, clip, scorer, score_batch))

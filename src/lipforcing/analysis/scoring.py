@@ -77,15 +77,18 @@ def window_waveform(dataset, item: dict) -> np.ndarray | None:
 
 
 @torch.no_grad()
-def prepare_clip(dataset, index: int, codec, pack: int) -> Clip:
-    """Encode dataset item ``index`` into latents and conditions (the training cache path)."""
+def prepare_clip(
+    dataset, index: int, codec, pack: int, *, context=None, mask_style: str = "rectangle"
+) -> Clip:
+    """Encode dataset item ``index`` into latents and conditions (the training cache path);
+    ``context`` (a :class:`~lipforcing.models.text.Context`) for text-conditioned teachers."""
     from torch.utils.data import Subset
 
     from lipforcing.distill.latents import encode_dataset, make_batch
 
     item = dataset[index]
     cache = encode_dataset(Subset(dataset, [index]), codec, keep_video=True, batch=1)
-    batch = make_batch(cache, torch.tensor([0]), pack)
+    batch = make_batch(cache, torch.tensor([0]), pack, context=context, mask_style=mask_style)
     gt = cache["video"][0].permute(1, 2, 3, 0).numpy()  # (T, S, S, 3) uint8
     return Clip(
         id=f"{item['shard']}@{item['start']}",

@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--clips", type=int, default=4, help="held-out windows to analyse")
     p.add_argument("--out", required=True, help="output folder (resumable)")
     p.add_argument("--codec", help="codec checkpoint (default: the shipped tiny codec)")
+    p.add_argument("--context", help="text context file (lipforcing encode-prompt; Wan presets)")
     sync = p.add_mutually_exclusive_group()
     sync.add_argument("--syncnet", help="our LipSyncNet checkpoint (lipforcing train syncnet)")
     sync.add_argument("--syncnet-v2", help="syncnet_python's syncnet_v2.model")
@@ -158,6 +159,13 @@ def run_trajectory(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise UserError(str(e)) from None
+    context = None
+    if args.context:
+        from lipforcing.models.text import load_context
+
+        context = load_context(args.context, preset.model)
+    elif preset.model.use_text_context:
+        raise UserError(f"the {preset.name} teacher needs a text context: --context FILE")
     frames = args.latent_frames or default_latent_frames(preset)
     dataset = ShardDataset(
         args.shards, latent_frames=frames, chunk_frames=preset.causal.chunk_frames
@@ -173,6 +181,7 @@ def run_trajectory(args: argparse.Namespace) -> int:
         "teacher": str(Path(args.teacher).resolve()),
         "shards": str(Path(args.shards).resolve()),
         "codec": str(args.codec or "shipped tiny codec"),
+        "context": str(args.context) if args.context else None,
         "syncnet": sync_label,
         "latent_frames": frames,
         "preset": preset.name,
@@ -188,6 +197,8 @@ def run_trajectory(args: argparse.Namespace) -> int:
         pack=preset.model.audio_pack_frames,
         config=config,
         progress=not args.no_progress,
+        context=context,
+        mask_style=preset.media.mask_style,
     )
     meta = {
         **config,

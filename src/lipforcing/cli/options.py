@@ -80,6 +80,13 @@ def add_student(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", help="codec / VAE (default: codec.safetensors beside it)")
     parser.add_argument("--decoder", help="fast decoder used instead of the codec's (taew2_1.pth)")
     parser.add_argument("--wav2vec2", help="local wav2vec2 model dir (wav2vec2-audio presets)")
+    parser.add_argument(
+        "--context", help="text context file (lipforcing encode-prompt; Wan presets)"
+    )
+    parser.add_argument("--mask", help="mouth mask image, white = keep (LatentSync's mask.png)")
+    parser.add_argument(
+        "--resolution", type=int, help="aligned crop side in pixels (default: the model's preset)"
+    )
 
 
 def add_execution(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +133,9 @@ def load_pipeline(args: argparse.Namespace):
         wav2vec2=args.wav2vec2,
         decoder=args.decoder,
         options=execution_options(args),
+        context=args.context,
+        mask=args.mask,
+        resolution=args.resolution,
     )
     for note in pipeline.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, help="use at most this many frames per video")
     parser.add_argument("--wav2vec2", help="local wav2vec2 model folder (wav2vec2 presets)")
     parser.add_argument("--face", help="face to track: index (0 = leftmost) or box x0,y0,x1,y1")
+    parser.add_argument(
+        "--resolution", type=int, help="aligned crop side in pixels (default: the preset's)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
                 f"({preset.audio.kind}, defined at {preset.audio.fps:g} fps)"
             )
         preset = dataclasses.replace(preset, media=media, audio=audio)
+    if args.resolution is not None:
+        try:
+            preset = preset.at_resolution(args.resolution)
+        except ValueError as e:
+            raise UserError(f"--resolution: {e}") from None
     w2v = None
     if preset.audio.kind == "wav2vec2":
         if not args.wav2vec2:

@@ -19,6 +19,10 @@ from our model, so a key our loader maps wrongly fails to load.
   65 input channels; its trainer saves ``{"model": {"net": {"_core." + name: tensor}}, ...}``
   (Stage-2 delta: LoRA ``lora_A.default.weight`` + audio modules + patch embedding) and, under
   FSDP, a ``torch.distributed.checkpoint`` folder ``<iteration>.net_model/``.
+- Wan's umT5-XXL encoder ``models_t5_umt5-xxl-enc-bf16.pth`` (``wan/modules/t5.py``):
+  ``token_embedding``, per block ``norm1``, ``attn.{q,k,v,o}``, ``pos_embedding.embedding``
+  (32 buckets x heads, one per block), ``norm2``, ``ffn.gate.0`` / ``ffn.fc1`` / ``ffn.fc2``
+  (gated tanh-GELU), and ``norm``; tokenizer in ``google/umt5-xxl/``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,18 @@ import math
 
 from lipforcing.config import ModelConfig
 
+UMT5_TO_WAN = {  # transformers UMT5EncoderModel block names -> Wan's umT5 (wan/modules/t5.py)
+    "layer.0.layer_norm.weight": "norm1.weight",
+    "layer.0.SelfAttention.q.weight": "attn.q.weight",
+    "layer.0.SelfAttention.k.weight": "attn.k.weight",
+    "layer.0.SelfAttention.v.weight": "attn.v.weight",
+    "layer.0.SelfAttention.o.weight": "attn.o.weight",
+    "layer.0.SelfAttention.relative_attention_bias.weight": "pos_embedding.embedding.weight",
+    "layer.1.layer_norm.weight": "norm2.weight",
+    "layer.1.DenseReluDense.wi_0.weight": "ffn.gate.0.weight",
+    "layer.1.DenseReluDense.wi_1.weight": "ffn.fc1.weight",
+    "layer.1.DenseReluDense.wo.weight": "ffn.fc2.weight",
+}
 LORA_TARGETS = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
                 "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o",
                 "ffn.0", "ffn.2")  # fmt: skip
@@ -115,4 +131,10 @@ def _linear_shape(cfg: ModelConfig, target: str) -> tuple[int, int]:
     return cfg.dim, cfg.dim
 
 
-__all__ = ["LORA_TARGETS", "lora_shapes", "omniavatar_audio_shapes", "wan_t2v_shapes"]
+__all__ = [
+    "LORA_TARGETS",
+    "UMT5_TO_WAN",
+    "lora_shapes",
+    "omniavatar_audio_shapes",
+    "wan_t2v_shapes",
+]

@@ -9,7 +9,7 @@ file                shape / dtype               content
 crops.npy           (T, S, S, 3) uint8          aligned face crops (RGB)
 transforms.npy      (T, 2, 3) float64           smoothed frame -> crop similarity per frame
 found.npy           (T,) bool                   a face was detected in the frame
-landmarks.npy       (T, 5, 2) float64           5-point landmarks in frame pixels (NaN: none)
+landmarks.npy       (T, K, 2) float64           alignment landmarks, frame pixels (NaN: none)
 mask.npy            (S, S) float32              mouth mask in crop coordinates (1 = generate)
 audio_features.npy  (T, A) float32              per-frame features of the preset's AudioConfig
 audio.npy           (N,) float32                16 kHz mono soundtrack, N ~ T * 16000 / fps
@@ -36,9 +36,9 @@ import numpy as np
 
 from lipforcing.config import PresetConfig
 from lipforcing.errors import MediaError, UserError
-from lipforcing.media.align import warp_to_crop
+from lipforcing.media.align import alignment_points, warp_to_crop
 from lipforcing.media.audio import Wav2Vec2Features, audio_features
-from lipforcing.media.faces import Box, FaceFollower, five_from_68, track_from_landmarks
+from lipforcing.media.faces import Box, FaceFollower, track_from_landmarks
 from lipforcing.media.io import iter_frames, read_audio, read_soundtrack
 from lipforcing.media.mask import mouth_mask
 
@@ -87,17 +87,27 @@ def _audio(path: Path, clip_audio: np.ndarray | None, sample_rate: int) -> np.nd
     return clip_audio
 
 
-def _scan(path: Path, fps: float, max_frames: int | None, landmarks_npz: np.ndarray | None, face):
-    """Pass 1: source indices, frame size, 5-point landmarks and boxes of every output frame,
+def _scan(
+    path: Path,
+    fps: float,
+    max_frames: int | None,
+    landmarks_npz: np.ndarray | None,
+    face,
+    align: str = "arcface5",
+):
+    """Pass 1: source indices, frame size, alignment landmarks and boxes of every output frame,
     and the shot cuts the follower saw (None with known landmarks)."""
     follow = FaceFollower(face)
+    npts = 3 if align == "latentsync3" else 5
     index, points, boxes, hw = [], [], [], (0, 0)
     for i, frame in iter_frames(path, fps, max_frames=max_frames):
         index.append(i)
         hw = frame.shape[:2]
         if landmarks_npz is None:
             p68, box = follow(frame)
-            points.append(five_from_68(p68) if box is not None else np.full((5, 2), np.nan))
+            points.append(
+                alignment_points(p68, align) if box is not None else np.full((npts, 2), np.nan)
+            )
             boxes.append(box if box is not None else np.full(4, np.nan))
     index = np.asarray(index)
     if landmarks_npz is not None:
@@ -131,7 +141,7 @@ def build_shard(
     media, acfg = preset.media, preset.audio
     start = time.perf_counter()
     npz = _npz_landmarks(path)
-    index, hw, landmarks, boxes, cuts = _scan(path, media.fps, max_frames, npz, face)
+    index, hw, landmarks, boxes, cuts = _scan(path, media.fps, max_frames, npz, face, media.align)
     found = np.isfinite(landmarks).all(axis=(1, 2))
     track = track_from_landmarks(landmarks, found, media, hw, boxes, cuts)
     detect_seconds = time.perf_counter() - start

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from lipforcing.config import References
 from lipforcing.data.conditions import assemble_cond, mask_pixels
 from lipforcing.distill.draws import Draws
+from lipforcing.models.text import Context
 
 CACHE_KEYS = ("x0", "masked", "ref", "ref_seq", "audio", "mask")
 
@@ -80,13 +81,17 @@ def make_batch(
     pack: int,
     latent_frames: int | None = None,
     references: References = "random",
-    context: Tensor | None = None,
+    context: Context | None = None,
+    *,
+    mask_style: str = "rectangle",
 ) -> dict:
     """Batch {x0, cond, audio, index[, wave]} of the cache items ``index`` (first F frames).
 
     ``references="window_first"`` (release) conditions on the window's own first latent frame
-    instead of the cache's reference frame. ``context`` (1, L, D): the text context every
-    sample shares (Wan presets; the release trains on one common prompt embedding).
+    instead of the cache's reference frame. ``context``: the fixed text context every sample
+    shares (Wan presets; the release trains on one common prompt embedding), with its negative
+    prompt (the release's full-drop CFG); ``mask_style``: the preset's ``media.mask_style``
+    (how the mask reaches the latent grid).
     """
     f = latent_frames or cache["x0"].shape[2]
     t = 1 + pack * (f - 1)
@@ -100,7 +105,11 @@ def make_batch(
         mask=cache["mask"],
         audio=audio,
         pack=pack,
-        context=None if context is None else context.expand(len(index), -1, -1),
+        mask_style=mask_style,
+        context=None if context is None else context.context.expand(len(index), -1, -1),
+        negative=None
+        if context is None or context.negative is None
+        else context.negative.expand(len(index), -1, -1),
     )
     batch = {"x0": x0, "cond": cond, "audio": audio, "index": index}
     if "wave" in cache:
@@ -114,8 +123,12 @@ def draw_batch(
     pack: int,
     latent_frames: int,
     references: References = "random",
-    context: Tensor | None = None,
+    context: Context | None = None,
+    *,
+    mask_style: str = "rectangle",
 ) -> dict:
     """The micro-batch of ``draws``: one uniformly drawn cache item per sample generator."""
     index = draws.randint(cache["x0"].shape[0])
-    return make_batch(cache, index, pack, latent_frames, references, context)
+    return make_batch(
+        cache, index, pack, latent_frames, references, context, mask_style=mask_style
+    )

@@ -161,12 +161,18 @@ class CrossAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        """x (B, L, dim), context (B, Lc, dim) -> (B, L, dim)."""
+    def forward(self, x: Tensor, context: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        """x (B, L, dim), context (B, Lc, dim) or its precomputed :meth:`kv` -> (B, L, dim)."""
         q = self.norm_q(self.q(x)).unflatten(2, (self.num_heads, -1))
+        k, v = context if isinstance(context, tuple) else self.kv(context)
+        return self.o(attention(q, k, v).flatten(2))
+
+    def kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of the projected context, each (B, Lc, H, d): fixed for a stream,
+        so a stream can compute them once (``LipSyncDiT.context_kv``)."""
         k = per_sample(lambda c: self.norm_k(self.k(c)), context).unflatten(2, (self.num_heads, -1))
         v = per_sample(self.v, context).unflatten(2, (self.num_heads, -1))
-        return self.o(attention(q, k, v).flatten(2))
+        return k, v
 
 
 class DiTBlock(nn.Module):
@@ -192,9 +198,15 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Parameter(torch.empty(1, 6, dim))
 
     def forward(
-        self, x: Tensor, e: Tensor, context: Tensor, plan: AttentionPlan, layer: int
+        self,
+        x: Tensor,
+        e: Tensor,
+        context: Tensor | tuple[Tensor, Tensor],
+        plan: AttentionPlan,
+        layer: int,
     ) -> Tensor:
-        """x (B, F * S, dim) float32, e (B, F, 6, dim) float32, context (B, Lc, dim)."""
+        """x (B, F * S, dim) float32, e (B, F, 6, dim) float32, context (B, Lc, dim) or this
+        block's precomputed cross-attention (k, v)."""
         h, mod = self.attn_input(x, e)
         return self.attn_output(x, self.self_attn(h, plan, layer), mod, context)
 
@@ -208,7 +220,9 @@ class DiTBlock(nn.Module):
         h = modulate(layer_norm(x, self.eps), shift_sa, scale_sa).to(self.ffn[0].weight.dtype)
         return h, mod
 
-    def attn_output(self, x: Tensor, y: Tensor, mod: tuple[Tensor, ...], context: Tensor) -> Tensor:
+    def attn_output(
+        self, x: Tensor, y: Tensor, mod: tuple[Tensor, ...], context: Tensor | tuple[Tensor, Tensor]
+    ) -> Tensor:
         """Gated self-attention residual, cross-attention and the modulated FFN."""
         dtype = self.ffn[0].weight.dtype
         _, _, gate_sa, shift_ff, scale_ff, gate_ff = mod

@@ -36,6 +36,9 @@ class LipSyncCond:
         audio: per-video-frame audio features, packed layout, (B, pack * F, A).
         context: cross-attention context, (B, L, text_dim), or None for a learned null context.
         negative: the negative-prompt context (B, L, text_dim) for the release's full drop.
+        context_kv: per DiT block, the cross-attention (keys, values) of ``context``, each
+            (B, L, H, d), precomputed once per stream (``LipSyncDiT.context_kv``); the model
+            then skips the context projections. Dropped whenever the context changes.
     """
 
     ref: Tensor
@@ -45,6 +48,7 @@ class LipSyncCond:
     audio: Tensor
     context: Tensor | None = None
     negative: Tensor | None = None
+    context_kv: tuple[tuple[Tensor, Tensor], ...] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -77,7 +81,7 @@ class LipSyncCond:
                     "embedding (lipforcing encode-prompt --negative-prompt ..., then --context)"
                 )
             return dataclasses.replace(
-                self, audio=torch.zeros_like(self.audio), context=self.negative
+                self, audio=torch.zeros_like(self.audio), context=self.negative, context_kv=None
             )
         if mode == "all":
             return dataclasses.replace(
@@ -92,8 +96,12 @@ class LipSyncCond:
         moved = {
             f.name: getattr(self, f.name).to(*args, **kwargs)
             for f in dataclasses.fields(self)
-            if getattr(self, f.name) is not None
+            if isinstance(getattr(self, f.name), Tensor)
         }
+        if self.context_kv is not None:
+            moved["context_kv"] = tuple(
+                (k.to(*args, **kwargs), v.to(*args, **kwargs)) for k, v in self.context_kv
+            )
         return dataclasses.replace(self, **moved)
 
     def cat(self, other: LipSyncCond) -> LipSyncCond:
@@ -101,7 +109,17 @@ class LipSyncCond:
         both = {}
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            both[f.name] = None if a is None else torch.cat([a, b], dim=0)
+            if f.name == "context_kv":
+                both[f.name] = (
+                    None
+                    if a is None or b is None
+                    else tuple(
+                        (torch.cat([ka, kb]), torch.cat([va, vb]))
+                        for (ka, va), (kb, vb) in zip(a, b)
+                    )
+                )
+            else:
+                both[f.name] = None if a is None else torch.cat([a, b], dim=0)
         return LipSyncCond(**both)
 
 

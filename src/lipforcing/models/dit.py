@@ -69,7 +69,7 @@ class Embedded:
     grid: tuple[int, int, int]  # (F, h', w') token grid
     e: Tensor  # (B, F, dim) float32 time embedding (the head's modulation)
     e0: Tensor  # (B, F, 6, dim) float32 block modulation
-    context: Tensor  # (B, Lc, dim) projected text / null context
+    context: Tensor | tuple  # (B, Lc, dim) projected context, or per block its (k, v)
     audio: Tensor  # (B, F, pack_dim) float32 packed audio
     plan: AttentionPlan
 
@@ -199,8 +199,11 @@ class LipSyncDiT(nn.Module):
         # 1. Per-frame time embedding e (B, F, dim) and modulation e0 (B, F, 6, dim), fp32.
         t_frames = t[:, None].expand(b, f) if t.dim() == 1 else t
         e, e0 = per_sample(self._time, t_frames).split([cfg.dim, 6 * cfg.dim], dim=-1)
-        # 2. Context, audio and the attention plan shared by all blocks.
-        context = per_sample(self.text_embedding, self._raw_context(cond, b).to(dtype))
+        # 2. Context (or its precomputed cross-attention keys/values), audio, attention plan.
+        if cond.context_kv is not None:
+            context = cond.context_kv  # one (k, v) per block, computed once per stream
+        else:
+            context = per_sample(self.text_embedding, self._raw_context(cond, b).to(dtype))
         audio = per_sample(self.audio_proj, cond.audio)  # (B, F, pack_dim) fp32
         plan = self._plan(grid, cache, x.device)
         return Embedded(x, grid, e, e0.unflatten(-1, (6, cfg.dim)), context, audio, plan)
@@ -221,7 +224,17 @@ class LipSyncDiT(nn.Module):
         return add_audio(x, s.audio, self.audio_cond_projs[k])
 
     def _block(self, i: int, x: Tensor, s: Embedded) -> Tensor:
-        return self.blocks[i](self._audio(i, x, s), s.e0, s.context, s.plan, i)
+        context = s.context[i] if isinstance(s.context, tuple) else s.context
+        return self.blocks[i](self._audio(i, x, s), s.e0, context, s.plan, i)
+
+    @torch.no_grad()
+    def context_kv(self, cond: LipSyncCond) -> tuple[tuple[Tensor, Tensor], ...]:
+        """Every block's cross-attention keys and values of ``cond``'s context (or the learned
+        null context): computed once per stream, passed back as ``cond.context_kv``."""
+        dtype = self.patch_embedding.weight.dtype
+        raw = self._raw_context(cond, cond.ref.shape[0]).to(dtype)
+        context = per_sample(self.text_embedding, raw)
+        return tuple(block.cross_attn.kv(context) for block in self.blocks)
 
     def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, f*h*w, p*q*r*C) -> (B, C, f*p, h*q, w*r), Wan's patch layout."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,9 @@ class DistributedCheckpoint(TensorSource):
         shape, dtype = self._info[key]
         out = {key: torch.empty(shape, dtype=dtype)}
         try:
-            dcp.load(out, storage_reader=FileSystemReader(str(self.path)), no_dist=True)
+            with warnings.catch_warnings():  # "assuming ... a single process": that is the intent
+                warnings.simplefilter("ignore", UserWarning)
+                dcp.load(out, storage_reader=FileSystemReader(str(self.path)), no_dist=True)
         except Exception as e:
             raise CheckpointError(f"{self.path}: cannot read tensor {key} ({_brief(e)})") from None
         return out[key]

@@ -46,6 +46,7 @@ class Pipeline:
     notes: list[str] = dataclasses.field(default_factory=list)  # options that run otherwise
     warm: bool = False  # an engine ran its warm-up on these networks
     _undo_compile: Callable[[], None] | None = dataclasses.field(default=None, repr=False)
+    context: object | None = None  # models.text.Context: the fixed text context (Wan presets)
 
     @classmethod
     def load(
@@ -58,13 +59,19 @@ class Pipeline:
         wav2vec2: str | Path | None = None,
         decoder: str | Path | None = None,
         options: ExecutionOptions | None = None,
+        context: str | Path | None = None,
+        mask: str | Path | None = None,
+        resolution: int | None = None,
     ) -> Pipeline:
         """Load a student and its codec (default: ``codec.safetensors`` beside it).
 
         ``checkpoint`` is a path or a :class:`~lipforcing.models.weights.WeightsSpec` (any
         layout, adapters); ``decoder`` (e.g. ``taew2_1.pth``) decodes instead of the codec's own
         decoder; ``wav2vec2`` is a local wav2vec2 model directory, needed by presets with
-        wav2vec2 audio; ``options`` the execution options (default: the exact ones).
+        wav2vec2 audio; ``options`` the execution options (default: the exact ones);
+        ``context`` a text context file (``lipforcing encode-prompt``), needed by
+        text-conditioned models; ``mask`` a mouth mask image (white = keep) replacing the
+        preset's drawn mask; ``resolution`` runs on crops of that side instead of the preset's.
         """
         from lipforcing.models.weights import WeightsSpec, load_model
 
@@ -78,6 +85,7 @@ class Pipeline:
 
         loaded = load_model(spec, device=device, dtype=dtype, default_attention="block_causal")
         model, preset = loaded.model, loaded.preset
+        preset = _adjusted(preset, mask, resolution)
         if preset.model.attention != "block_causal":
             raise CheckpointError(
                 f"{spec.path.name} is a bidirectional (teacher) model; streaming needs a causal "
@@ -93,6 +101,7 @@ class Pipeline:
             from lipforcing.media.audio import Wav2Vec2Features
 
             pipe.wav2vec2 = Wav2Vec2Features(wav2vec2, device=device)
+        pipe.context = _context(preset, context, spec.path.name)
         return pipe
 
     @classmethod
@@ -173,6 +182,38 @@ class Pipeline:
         note = f"compile=on runs as compile=off: torch.compile failed ({type(error).__name__}: "
         self.notes.append(note + f"{first})")
         log.warning("%s", self.notes[-1])
+
+
+def _adjusted(preset: PresetConfig, mask, resolution: int | None) -> PresetConfig:
+    """The preset with a mask image and another crop size, when given."""
+    from lipforcing.errors import UserError
+
+    if mask is not None:
+        from lipforcing.media.mask import mouth_mask
+
+        media = dataclasses.replace(preset.media, mask_image=str(mask))
+        mouth_mask(media)  # a missing or unreadable image fails here, before any work
+        preset = dataclasses.replace(preset, media=media)
+    if resolution is not None:
+        try:
+            preset = preset.at_resolution(resolution)
+        except ValueError as e:
+            raise UserError(f"--resolution: {e}") from None
+    return preset
+
+
+def _context(preset: PresetConfig, path, name: str):
+    from lipforcing.errors import UserError
+
+    if path is None:
+        if preset.model.use_text_context:
+            raise UserError(
+                f"{name} is text-conditioned: pass --context FILE (lipforcing encode-prompt)"
+            )
+        return None
+    from lipforcing.models.text import load_context
+
+    return load_context(path, preset.model)
 
 
 def shipped_checkpoint() -> Path:
