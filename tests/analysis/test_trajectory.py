@@ -155,3 +155,27 @@ def test_config_rejects_out_of_grid_steps():
         TrajectoryConfig(num_steps=10, landings=(0,))
     with pytest.raises(ValueError):
         TrajectoryConfig(drop_modes=("text",))
+
+
+@torch.no_grad()
+def test_text_teacher_with_release_drop_and_precomputed_context_kv():
+    """A text-conditioned teacher: the release's full drop (negative prompt) and the once-per-clip
+    cross-attention keys/values give the same samples as recomputing them on every call."""
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    from model_helpers import random_cond, randomized, small_config
+
+    cfg_m = small_config(attention="bidirectional", use_text_context=True)
+    model = randomized(cfg_m)
+    cond = random_cond(cfg_m, FRAMES)
+    cond = dataclasses.replace(cond, negative=torch.randn_like(cond.context))
+    cfg = small_cfg(drop_modes=("release", "audio"))
+    noise = clip_noise(0, 1, SHAPE)
+    fast = by_key(run_clip(model, noise, cond, cfg))
+    slow = by_key(run_clip(lambda x, t, c: model(x, t, c), noise, cond, cfg))  # no context_kv
+    assert fast.keys() == slow.keys() and any(k[3] == "release" for k in fast)
+    for key, sample in fast.items():
+        assert torch.allclose(sample.x0, slow[key].x0, atol=1e-5), key

@@ -19,6 +19,7 @@ is that branch alone), and an unconditional branch only for the drop modes some 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -118,11 +119,23 @@ def guide(branches: dict[str, Tensor], scale: float, drop_mode: str) -> Tensor:
 def _select(variants: LipSyncCond, index: Tensor) -> LipSyncCond:
     """Rows ``index`` of a stacked condition batch (every field indexed on the batch axis)."""
     fields = {k: getattr(variants, k) for k in ("ref", "mask", "masked", "ref_seq", "audio")}
-    ctx = variants.context
+    ctx, kv = variants.context, variants.context_kv
     return LipSyncCond(
         **{k: v.index_select(0, index) for k, v in fields.items()},
         context=None if ctx is None else ctx.index_select(0, index),
+        context_kv=None
+        if kv is None
+        else tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in kv),
     )
+
+
+def with_context_kv(model: ModelFn, cond: LipSyncCond) -> LipSyncCond:
+    """``cond`` with its cross-attention keys/values computed once (text-conditioned models):
+    every later call of the clip skips those projections (identical velocities)."""
+    fn = getattr(model, "context_kv", None)
+    if fn is None or cond.context is None or cond.context_kv is not None:
+        return cond
+    return dataclasses.replace(cond, context_kv=fn(cond))
 
 
 @torch.no_grad()
@@ -149,8 +162,8 @@ def branch_velocities(
     """
     names = ("cond", *(m for m in DROP_MODES if any(m in need for need in needs)))
     variants = cond
-    for mode in names[1:]:
-        variants = variants.cat(cond.drop(mode))  # rows: cond, then each wanted drop mode
+    for mode in names[1:]:  # rows: cond, then each wanted drop mode
+        variants = variants.cat(with_context_kv(model, cond.drop(mode)))
     jobs = [(k, "cond") for k in range(len(needs))]
     jobs += [(k, m) for k, need in enumerate(needs) for m in DROP_MODES if m in need]
     out: list[dict[str, Tensor]] = [{} for _ in needs]
@@ -249,6 +262,7 @@ def run_clip(
     model: ModelFn, noise: Tensor, cond: LipSyncCond, cfg: TrajectoryConfig
 ) -> Iterator[Sample]:
     """Every sample of one clip: trajectories (with sweep endpoints), then the factorial."""
+    cond = with_context_kv(model, cond)
     yield from run_trajectories(model, noise, cond, cfg)
     yield from run_factorial(model, noise, cond, cfg)
 
