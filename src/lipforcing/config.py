@@ -34,6 +34,10 @@ class AudioConfig:
     context_frames: int = 2  # video frames of context on each side of a frame (mel only)
     wav2vec2_dim: int = 768  # hidden size of the wav2vec2 model (wav2vec2 only)
     wav2vec2_states: int = 14  # last hidden state + the 13 hidden states, concatenated
+    # Offline wav2vec2 features: "window" (each chunk's window with `stream_margin` frames of
+    # context, as live streaming must) or "whole" (the release: the whole clip at once).
+    offline_features: Literal["window", "whole"] = "window"
+    stream_margin: int = 25  # video frames of audio context each side of a streamed chunk
 
     def __post_init__(self) -> None:
         if self.sample_rate != 16_000:
@@ -321,17 +325,18 @@ def _build(klass: type, values: dict[str, Any]) -> Any:
 
 # The released model's input distribution (mask, alignment), used by both Wan-scale presets.
 RELEASE_MEDIA = MediaConfig(mask_style="latentsync", align="latentsync3")
+RELEASE_AUDIO = AudioConfig(offline_features="whole")  # wav2vec2 of the whole clip offline
 
 
 def wan_1_3b() -> PresetConfig:
     """Wan 2.1 1.3B (dim 1536, ffn 8960, 12 heads, 30 layers) with OmniAvatar audio."""
-    return PresetConfig(name="wan-1.3b", media=RELEASE_MEDIA)
+    return PresetConfig(name="wan-1.3b", media=RELEASE_MEDIA, audio=RELEASE_AUDIO)
 
 
 def wan_14b() -> PresetConfig:
     """Wan 2.1 14B (dim 5120, ffn 13824, 40 heads, 40 layers) with OmniAvatar audio."""
     model = ModelConfig(dim=5120, ffn_dim=13_824, num_heads=40, num_layers=40)
-    return PresetConfig(name="wan-14b", model=model, media=RELEASE_MEDIA)
+    return PresetConfig(name="wan-14b", model=model, media=RELEASE_MEDIA, audio=RELEASE_AUDIO)
 
 
 def tiny() -> PresetConfig:

@@ -107,3 +107,26 @@ def test_five_points_refused_for_latentsync3():
     cfg = dataclasses.replace(get_preset("wan-1.3b").media, crop_size=128)
     with pytest.raises(UserError, match="latentsync3 alignment needs 3"):
         track_from_landmarks(np.zeros((2, 5, 2)), np.ones(2, bool), cfg, (200, 200))
+
+
+def test_whole_clip_wav2vec2_features(tmp_path):
+    """The release's offline features: the clip padded to whole frames, encoded once, cut."""
+    transformers = pytest.importorskip("transformers")
+    from lipforcing.config import AudioConfig
+    from lipforcing.media.audio import Wav2Vec2Features, whole_clip_features
+
+    cfg_t = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.Wav2Vec2Model(cfg_t).save_pretrained(tmp_path / "w2v")
+    w2v = Wav2Vec2Features(tmp_path / "w2v")
+    cfg = AudioConfig(wav2vec2_dim=32, wav2vec2_states=4, offline_features="whole")
+    wav = np.random.default_rng(0).standard_normal(640 * 30 + 123).astype(np.float32) * 0.1
+    got = whole_clip_features(wav, cfg, 20, wav2vec2=w2v)
+    padded = np.concatenate([wav, np.zeros(640 - 123, np.float32)])
+    assert got.shape == (20, 128) and np.array_equal(got, w2v(padded, 31)[:20])
+    windowed = w2v(wav[: 640 * 20], 20)  # the clip cut where the frames end: other context
+    assert not np.allclose(got, windowed, atol=1e-4)

@@ -108,7 +108,8 @@ def test_encode_prompt_cli_and_context_checks(tmp_path, capsys):
     assert ctx.context.shape == (1, 16, 32) and ctx.negative.shape == (1, 16, 32)
     assert ctx.context[0, n:].abs().sum() == 0 and ctx.context[0, n - 1].abs().sum() > 0
     with pytest.raises(
-        CheckpointError, match=rf"context has shape \(1, {n}, 32\); the model needs \(1, <=512, 4096\)"
+        CheckpointError,
+        match=rf"context has shape \(1, {n}, 32\); the model needs \(1, <=512, 4096\)",
     ):
         load_context(out, get_preset("wan-1.3b").model)
     with pytest.raises(UserError, match="learned null context"):

@@ -36,11 +36,13 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from lipforcing.models.weights import resolve
 
-        plan, preset, checked = resolve(options.weights_spec(args, args.checkpoint))
+        spec = options.weights_spec(args, args.checkpoint)
+        plan, preset, checked = resolve(spec, allow_missing=True)
         report["checkpoint"] = args.checkpoint
         report["layout"] = checked.files
         report["lora_merged"] = len(checked.merged)
         report["checked_params"] = sum(math.prod(ref.shape) for ref in plan.tensors.values())
+        report["not_in_weights"] = checked.missing
     else:
         try:
             preset = get_preset(args.preset or "tiny")
@@ -65,5 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if "checkpoint" in report:
         for line in report["layout"]:
             print(f"  read {line}")
+        if report["not_in_weights"]:
+            print(
+                f"  {len(report['not_in_weights'])} lip-sync parameters are not in the weights "
+                "(a base: they would start at their initialisation)"
+            )
         print(f"  checkpoint {report['checkpoint']}: every tensor's name and shape fit this model")
     return 0

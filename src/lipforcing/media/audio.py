@@ -174,4 +174,21 @@ class Wav2Vec2Features:
         return torch.cat(states, -1)[0].float().cpu().numpy()  # (T, D * (layers + 2))
 
 
-__all__ = ["Wav2Vec2Features", "audio_features", "log_mel", "mel_windows"]
+def whole_clip_features(
+    wav: np.ndarray, cfg: AudioConfig, num_frames: int, *, wav2vec2: Wav2Vec2Features
+) -> np.ndarray:
+    """wav2vec2 features of a whole clip as the release computes them: (num_frames, A).
+
+    The audio is zero-padded to whole video frames (``ceil(len / spf)`` of them, at least
+    ``num_frames``), normalised and encoded once at that frame count, then cut to
+    ``num_frames``; every frame sees the whole clip (the windowed form sees +-``stream_margin``).
+    """
+    wav = _check(wav, num_frames)
+    spf = round(cfg.sample_rate / cfg.fps)
+    total = max(-(-len(wav) // spf), num_frames)
+    padded = np.zeros(total * spf, np.float32)
+    padded[: len(wav)] = wav
+    return wav2vec2(padded, total)[:num_frames]
+
+
+__all__ = ["Wav2Vec2Features", "audio_features", "log_mel", "mel_windows", "whole_clip_features"]

@@ -1,0 +1,63 @@
+"""The commands of docs/INSTALL.md, as the conformance suite runs them.
+
+Each ```bash block line starting with ``lipforcing`` is a documented command; a preceding
+``# conformance: NAME`` comment names it. :func:`documented` returns them by name with the
+release's paths rewritten to the stand-ins' and the size knobs appended.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "INSTALL.md"
+SIZE_KNOBS = {  # the only additions: real options that shrink the work to a CPU's size
+    "sync": ["--resolution", "32", "--device", "cpu"],
+    "serve": ["--resolution", "32", "--device", "cpu"],
+    "preprocess": ["--resolution", "32"],
+    "analyze": [
+        "--landings",
+        "30",
+        "--sweep",
+        "4.5",
+        "--latent-frames",
+        "3",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ],  # fmt: skip
+    "encode-prompt": ["--device", "cpu"],
+    "bench": ["--resolution", "32", "--device", "cpu", "--runs", "1", "--chunks", "2"],
+}
+
+
+def commands() -> list[tuple[str | None, list[str]]]:
+    """(conformance name or None, argv without the program name) of every documented command."""
+    out, name, in_bash = [], None, False
+    for line in DOC.read_text().splitlines():
+        if line.startswith("```"):
+            in_bash = line.strip() == "```bash"
+            continue
+        if not in_bash:
+            continue
+        m = re.match(r"#\s*conformance:\s*(\S+)", line.strip())
+        if m:
+            name = m.group(1)
+        elif line.startswith("lipforcing "):
+            out.append((name, shlex.split(line.split("  #")[0])[1:]))
+            name = None
+    return out
+
+
+def documented(name: str, paths: dict[str, str], family: str) -> list[str]:
+    """The command tagged ``name`` with release paths mapped through ``paths`` (longest first)."""
+    argv = next(a for n, a in commands() if n == name)
+    mapped = []
+    for arg in argv:
+        for old in sorted(paths, key=len, reverse=True):
+            if arg == old or arg.startswith(old + "/"):
+                arg = paths[old] + arg[len(old) :]
+                break
+        mapped.append(family if arg in ("wan-14b", "wan-1.3b") else arg)
+    return mapped + SIZE_KNOBS.get(name, [])
