@@ -11,7 +11,8 @@ import re
 import shlex
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "INSTALL.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "INSTALL.md"
 SIZE_KNOBS = {  # the only additions: real options that shrink the work to a CPU's size
     "sync": ["--resolution", "32", "--device", "cpu"],
     "serve": ["--resolution", "32", "--device", "cpu"],
@@ -32,10 +33,10 @@ SIZE_KNOBS = {  # the only additions: real options that shrink the work to a CPU
 }
 
 
-def commands() -> list[tuple[str | None, list[str]]]:
+def commands(doc: Path = DOC) -> list[tuple[str | None, list[str]]]:
     """(conformance name or None, argv without the program name) of every documented command."""
     out, name, in_bash = [], None, False
-    for line in DOC.read_text().splitlines():
+    for line in doc.read_text().splitlines():
         if line.startswith("```"):
             in_bash = line.strip() == "```bash"
             continue

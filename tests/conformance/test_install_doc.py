@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from install_doc import commands
+from install_doc import ROOT, commands
 
 from lipforcing.cli.main import build_parser
 
@@ -12,5 +12,6 @@ def test_every_documented_command_parses():
     found = commands()
     assert {n for n, _ in found} >= {"encode-prompt", "sync", "serve", "convert", "eval",
                                      "preprocess", "analyze"}  # fmt: skip
+    found += commands(ROOT / "README.md")
     for _, argv in found:
         parser.parse_args(argv)  # SystemExit (argparse error) on any flag that does not exist

@@ -263,7 +263,12 @@ def infer_model(plan: Plan, family: PresetConfig, config_json: dict | None = Non
     if pe[1] > fm.in_channels:
         raise _mismatch(plan, "patch_embedding.weight", pe, (fm.dim, fm.in_channels), family.name)
     layers = sorted({int(n.split(".")[1]) for n in plan.tensors if n.startswith("blocks.")})
-    if layers != list(range(len(layers))) or not layers:
+    if not layers:
+        raise CheckpointError(
+            f"{_first_file(plan)} holds no DiT blocks ({len(plan.loras)} LoRA pairs): an adapter; "
+            "pass the base with --checkpoint and this file with --adapter"
+        )
+    if layers != list(range(len(layers))):
         gap = next((i for i, k in enumerate(layers) if i != k), len(layers))
         raise CheckpointError(
             f"{_first_file(plan)}: block {gap} is missing (blocks {layers[:6]}...)"
