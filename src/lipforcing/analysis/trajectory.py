@@ -123,19 +123,21 @@ def _select(variants: LipSyncCond, index: Tensor) -> LipSyncCond:
     return LipSyncCond(
         **{k: v.index_select(0, index) for k, v in fields.items()},
         context=None if ctx is None else ctx.index_select(0, index),
-        context_kv=None
-        if kv is None
-        else tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in kv),
+        context_kv=None if kv is None else tuple((k[index], v[index]) for k, v in kv),
     )
 
 
 def with_context_kv(model: ModelFn, cond: LipSyncCond) -> LipSyncCond:
-    """``cond`` with its cross-attention keys/values computed once (text-conditioned models):
-    every later call of the clip skips those projections (identical velocities)."""
+    """``cond`` with the cross-attention keys/values of its context (and negative prompt)
+    computed once (text-conditioned models): every later call of the clip skips those
+    projections, the release's full drop included (identical velocities)."""
     fn = getattr(model, "context_kv", None)
     if fn is None or cond.context is None or cond.context_kv is not None:
         return cond
-    return dataclasses.replace(cond, context_kv=fn(cond))
+    negative = None
+    if cond.negative is not None:
+        negative = fn(dataclasses.replace(cond, context=cond.negative))
+    return dataclasses.replace(cond, context_kv=fn(cond), negative_kv=negative)
 
 
 @torch.no_grad()
@@ -163,7 +165,7 @@ def branch_velocities(
     names = ("cond", *(m for m in DROP_MODES if any(m in need for need in needs)))
     variants = cond
     for mode in names[1:]:  # rows: cond, then each wanted drop mode
-        variants = variants.cat(with_context_kv(model, cond.drop(mode)))
+        variants = variants.cat(cond.drop(mode))
     jobs = [(k, "cond") for k in range(len(needs))]
     jobs += [(k, m) for k, need in enumerate(needs) for m in DROP_MODES if m in need]
     out: list[dict[str, Tensor]] = [{} for _ in needs]

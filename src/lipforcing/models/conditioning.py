@@ -39,6 +39,7 @@ class LipSyncCond:
         context_kv: per DiT block, the cross-attention (keys, values) of ``context``, each
             (B, L, H, d), precomputed once per stream (``LipSyncDiT.context_kv``); the model
             then skips the context projections. Dropped whenever the context changes.
+        negative_kv: the same for ``negative``; the release's full drop then keeps it.
     """
 
     ref: Tensor
@@ -49,6 +50,7 @@ class LipSyncCond:
     context: Tensor | None = None
     negative: Tensor | None = None
     context_kv: tuple[tuple[Tensor, Tensor], ...] | None = None
+    negative_kv: tuple[tuple[Tensor, Tensor], ...] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -81,7 +83,10 @@ class LipSyncCond:
                     "embedding (lipforcing encode-prompt --negative-prompt ..., then --context)"
                 )
             return dataclasses.replace(
-                self, audio=torch.zeros_like(self.audio), context=self.negative, context_kv=None
+                self,
+                audio=torch.zeros_like(self.audio),
+                context=self.negative,
+                context_kv=self.negative_kv,
             )
         if mode == "all":
             return dataclasses.replace(
@@ -98,10 +103,10 @@ class LipSyncCond:
             for f in dataclasses.fields(self)
             if isinstance(getattr(self, f.name), Tensor)
         }
-        if self.context_kv is not None:
-            moved["context_kv"] = tuple(
-                (k.to(*args, **kwargs), v.to(*args, **kwargs)) for k, v in self.context_kv
-            )
+        for name in ("context_kv", "negative_kv"):
+            kv = getattr(self, name)
+            if kv is not None:
+                moved[name] = tuple((k.to(*args, **kwargs), v.to(*args, **kwargs)) for k, v in kv)
         return dataclasses.replace(self, **moved)
 
     def cat(self, other: LipSyncCond) -> LipSyncCond:
@@ -109,7 +114,7 @@ class LipSyncCond:
         both = {}
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)
-            if f.name == "context_kv":
+            if f.name in ("context_kv", "negative_kv"):
                 both[f.name] = (
                     None
                     if a is None or b is None
