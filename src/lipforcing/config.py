@@ -173,6 +173,10 @@ class MediaConfig:
     # Alignment: "arcface5" (5-point ArcFace template scaled 0.65, ours) or "latentsync3" (the
     # release's 3-point eyebrows + nose fit onto LatentSync's template); see media/align.py.
     align: Literal["arcface5", "latentsync3"] = "arcface5"
+    # Reference sequence of a generated chunk: "half_period" (ours: source crops half a
+    # ping-pong period away, so the replaced mouth never leaks) or "same_frames" (the release:
+    # the unmasked latents of the very source frames being re-mouthed).
+    reference: Literal["half_period", "same_frames"] = "half_period"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,7 +328,7 @@ def _build(klass: type, values: dict[str, Any]) -> Any:
 
 
 # The released model's input distribution (mask, alignment), used by both Wan-scale presets.
-RELEASE_MEDIA = MediaConfig(mask_style="latentsync", align="latentsync3")
+RELEASE_MEDIA = MediaConfig(mask_style="latentsync", align="latentsync3", reference="same_frames")
 RELEASE_AUDIO = AudioConfig(offline_features="whole")  # wav2vec2 of the whole clip offline
 
 

@@ -126,7 +126,10 @@ def test_whole_clip_wav2vec2_features(tmp_path):
     cfg = AudioConfig(wav2vec2_dim=32, wav2vec2_states=4, offline_features="whole")
     wav = np.random.default_rng(0).standard_normal(640 * 30 + 123).astype(np.float32) * 0.1
     got = whole_clip_features(wav, cfg, 20, wav2vec2=w2v)
-    padded = np.concatenate([wav, np.zeros(640 - 123, np.float32)])
-    assert got.shape == (20, 128) and np.array_equal(got, w2v(padded, 31)[:20])
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True)  # the release's
+    values = extractor(wav, sampling_rate=16000).input_values[0]  # normalised, then padded
+    padded = np.concatenate([values, np.zeros(640 - 123, np.float32)])
+    assert got.shape == (20, 128)
+    assert np.allclose(got, w2v(padded, 31, normalize=False)[:20], atol=1e-4)
     windowed = w2v(wav[: 640 * 20], 20)  # the clip cut where the frames end: other context
     assert not np.allclose(got, windowed, atol=1e-4)

@@ -124,7 +124,7 @@ def test_precomputed_context_kv_gives_identical_outputs(text):
     cfg = small_config(attention="block_causal", use_text_context=text)
     model = randomized(cfg)
     cond = random_cond(cfg, 3)
-    fixed = dataclasses.replace(cond, context_kv=model.context_kv(cond))
+    fixed = dataclasses.replace(cond, context_kv=model.context_kv(cond.context))
     x, t = torch.randn(1, 16, 3, 4, 4), torch.full((1,), 0.6)
     assert torch.equal(model(x, t, cond), model(x, t, fixed))
     both, both_fixed = cond.cat(cond.drop("audio")), fixed.cat(fixed.drop("audio"))

@@ -134,10 +134,9 @@ def with_context_kv(model: ModelFn, cond: LipSyncCond) -> LipSyncCond:
     fn = getattr(model, "context_kv", None)
     if fn is None or cond.context is None or cond.context_kv is not None:
         return cond
-    negative = None
-    if cond.negative is not None:
-        negative = fn(dataclasses.replace(cond, context=cond.negative))
-    return dataclasses.replace(cond, context_kv=fn(cond), negative_kv=negative)
+    b = cond.ref.shape[0]
+    negative = None if cond.negative is None else fn(cond.negative, b)
+    return dataclasses.replace(cond, context_kv=fn(cond.context, b), negative_kv=negative)
 
 
 @torch.no_grad()

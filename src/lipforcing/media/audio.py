@@ -153,11 +153,15 @@ class Wav2Vec2Features:
         self.feature_dim = cfg.hidden_size * (cfg.num_hidden_layers + 2)
 
     @torch.inference_mode()
-    def __call__(self, wav: np.ndarray, num_frames: int) -> np.ndarray:
-        """(T, hidden * (layers + 2)) float32 features for ``num_frames`` video frames."""
+    def __call__(self, wav: np.ndarray, num_frames: int, *, normalize: bool = True) -> np.ndarray:
+        """(T, hidden * (layers + 2)) float32 features for ``num_frames`` video frames.
+
+        ``normalize=False``: ``wav`` is already zero-mean / unit-variance (the caller normalised
+        it before padding, as the release does for a whole clip)."""
         wav = _check(wav, num_frames)
         x = torch.from_numpy(wav)[None].to(self.device)  # (1, N)
-        x = (x - x.mean()) / torch.sqrt(x.var() + 1e-7)  # the feature extractor's normalisation
+        if normalize:
+            x = normalized(x)  # the feature extractor's normalisation
 
         # OmniAvatar interpolates the convolutional features to the frame count before the
         # encoder; a forward hook does that inside the stock model, which then collects the
@@ -174,21 +178,26 @@ class Wav2Vec2Features:
         return torch.cat(states, -1)[0].float().cpu().numpy()  # (T, D * (layers + 2))
 
 
+def normalized(x):
+    """Zero mean, unit variance (Wav2Vec2FeatureExtractor's do_normalize, eps 1e-7)."""
+    return (x - x.mean()) / (x.var() + 1e-7) ** 0.5
+
+
 def whole_clip_features(
     wav: np.ndarray, cfg: AudioConfig, num_frames: int, *, wav2vec2: Wav2Vec2Features
 ) -> np.ndarray:
     """wav2vec2 features of a whole clip as the release computes them: (num_frames, A).
 
-    The audio is zero-padded to whole video frames (``ceil(len / spf)`` of them, at least
-    ``num_frames``), normalised and encoded once at that frame count, then cut to
-    ``num_frames``; every frame sees the whole clip (the windowed form sees +-``stream_margin``).
+    The audio is normalised, zero-padded to whole video frames (``ceil(len / spf)`` of them, at
+    least ``num_frames``) and encoded once at that frame count, then cut to ``num_frames``;
+    every frame sees the whole clip (the windowed form sees +-``stream_margin`` frames).
     """
     wav = _check(wav, num_frames)
     spf = round(cfg.sample_rate / cfg.fps)
     total = max(-(-len(wav) // spf), num_frames)
     padded = np.zeros(total * spf, np.float32)
-    padded[: len(wav)] = wav
-    return wav2vec2(padded, total)[:num_frames]
+    padded[: len(wav)] = normalized(wav.astype(np.float64)).astype(np.float32)
+    return wav2vec2(padded, total, normalize=False)[:num_frames]
 
 
 __all__ = ["Wav2Vec2Features", "audio_features", "log_mel", "mel_windows", "whole_clip_features"]

@@ -228,11 +228,13 @@ class LipSyncDiT(nn.Module):
         return self.blocks[i](self._audio(i, x, s), s.e0, context, s.plan, i)
 
     @torch.no_grad()
-    def context_kv(self, cond: LipSyncCond) -> tuple[tuple[Tensor, Tensor], ...]:
-        """Every block's cross-attention keys and values of ``cond``'s context (or the learned
-        null context): computed once per stream, passed back as ``cond.context_kv``."""
+    def context_kv(
+        self, context: Tensor | None, batch: int = 1
+    ) -> tuple[tuple[Tensor, Tensor], ...]:
+        """Every block's cross-attention keys and values of a context (B, L, text_dim) (None:
+        the learned null context): computed once per stream, passed as ``cond.context_kv``."""
         dtype = self.patch_embedding.weight.dtype
-        raw = self._raw_context(cond, cond.ref.shape[0]).to(dtype)
+        raw = self._context_tokens(context, batch).to(dtype)
         context = per_sample(self.text_embedding, raw)
         return tuple(block.cross_attn.kv(context) for block in self.blocks)
 
@@ -246,16 +248,18 @@ class LipSyncDiT(nn.Module):
 
     def _raw_context(self, cond: LipSyncCond, batch: int) -> Tensor:
         """(B, text_len or null_context_len, text_dim) before ``text_embedding``."""
+        return self._context_tokens(cond.context, batch)
+
+    def _context_tokens(self, ctx: Tensor | None, batch: int) -> Tensor:
         cfg = self.cfg
         if not cfg.use_text_context:
-            if cond.context is not None:
+            if ctx is not None:
                 raise ValueError(
                     "this model uses a learned null context; cond.context must be None"
                 )
             return self.null_context.expand(batch, -1, -1)
-        if cond.context is None:
+        if ctx is None:
             raise ValueError(f"this model needs cond.context (B, L<={cfg.text_len}, text_dim)")
-        ctx = cond.context
         if ctx.shape[1] > cfg.text_len or ctx.shape[2] != cfg.text_dim:
             raise ValueError(f"context {tuple(ctx.shape)}: need (B, <={cfg.text_len}, text_dim)")
         return F.pad(ctx, (0, 0, 0, cfg.text_len - ctx.shape[1]))  # Wan zero-pads to text_len

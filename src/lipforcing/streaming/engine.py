@@ -140,6 +140,11 @@ class EngineStream:
     ref_frame: Tensor | None = None  # (1, C, 1, h, w) reference latent (first step encodes it)
     context: Tensor | None = None  # (1, L, text_dim) cross-attention context, or None
     silence_gate: SilenceGateConfig = dataclasses.field(default_factory=SilenceGateConfig)
+    # every block's cross-attention (k, v) of ``context``, computed once when the stream opens
+    context_kv: tuple | None = None
+    # (T, A) per-frame audio features of the whole clip from the stream's start (offline
+    # "whole" features, see media.audio.whole_clip_features); None: computed per chunk
+    features: np.ndarray | None = None
     history: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     frames_done: int = 0  # video frames generated so far
     pending: tuple[Tensor, LipSyncCond] | None = None  # (x0, cond) awaiting the KV write
@@ -235,6 +240,8 @@ class ChunkEngine:
         defaults of :class:`~lipforcing.media.vad.SilenceGateConfig`).
         """
         p, dev, dtype = self.pipeline.preset, self.pipeline.device, self.pipeline.dtype
+        if context is None and self.pipeline.context is not None:  # --context of the pipeline
+            context = self.pipeline.context.context
         if p.model.use_text_context and context is None:
             raise UserError(f"the {p.name} student needs a text context (--context)")
         codec = self.pipeline.codec
@@ -256,8 +263,18 @@ class ChunkEngine:
             generator=torch.Generator().manual_seed(seed),
             context=None if context is None else context.to(dev, dtype),
             silence_gate=gate,
+            context_kv=self._context_kv(context),
             history=np.zeros(margin * self.spf, np.float32),
         )
+
+    def _context_kv(self, context: Tensor | None) -> tuple | None:
+        """The context's cross-attention keys/values, once per stream (identical outputs)."""
+        model = self.pipeline.model
+        if context is None or not hasattr(model, "context_kv"):
+            return None
+        p = self.pipeline
+        with torch.inference_mode():
+            return model.context_kv(context.to(p.device, p.dtype))
 
     # ------------------------------------------------------------------ stepping
 
@@ -346,6 +363,11 @@ class ChunkEngine:
         """(1, n, A) features of the chunk's frames from its audio and the audio around it."""
         from lipforcing.media.audio import audio_features
 
+        if stream.features is not None:  # the whole clip's features, computed up front
+            part = np.zeros((n, stream.features.shape[1]), np.float32)
+            have = stream.features[stream.frames_done : stream.frames_done + n]
+            part[: len(have)] = have
+            return torch.from_numpy(part)[None].to(self.pipeline.device, self.pipeline.dtype)
         m = stream.audio_margin
         right = np.zeros(m * self.spf, np.float32)
         if lookahead is not None and len(lookahead):
@@ -388,7 +410,10 @@ class ChunkEngine:
             s.ref_frame = self.pipeline.codec.encode(self._video(s.source.crops[:1]))
             s.ref_frame = s.ref_frame.to(self.pipeline.dtype)  # (1, C, 1, h, w)
         crops = self._video(s.source.crops[idx])  # (1, 3, n, S, S)
-        ref_idx = s.source.indices(s.frames_done + len(s.source) - 1, len(idx))
+        if self.pipeline.preset.media.reference == "same_frames":  # the release's
+            ref_idx = idx
+        else:  # ours: half a ping-pong period away, so the replaced mouth cannot leak
+            ref_idx = s.source.indices(s.frames_done + len(s.source) - 1, len(idx))
         masked, ref_seq = mask_pixels(crops, self.mask), self._video(s.source.crops[ref_idx])
         dtype = self.pipeline.dtype
         if len(s.encoders) == 1:  # paired: one batch-2 encode
@@ -400,17 +425,19 @@ class ChunkEngine:
         """The conditions of one stream's chunk: the one place they are assembled."""
         from lipforcing.data.conditions import assemble_cond
 
-        s = w.stream
-        return assemble_cond(
+        s, p = w.stream, self.pipeline.preset
+        cond = assemble_cond(
             masked=w.latents[0],
             ref_frame=s.ref_frame,
             ref_seq=w.latents[1],
             mask=self.mask,
             audio=w.features,
-            pack=self.pipeline.preset.model.audio_pack_frames,
+            pack=p.model.audio_pack_frames,
             context=s.context,
             audio_packed=s.frames_done > 0,
+            mask_style=p.media.mask_style,
         )
+        return dataclasses.replace(cond, context_kv=s.context_kv)
 
     def _denoise(self, group: list[_Work]) -> None:
         """The denoising calls of a group of streams whose caches hold the same frames."""
@@ -548,7 +575,15 @@ def _concat(conds: list[LipSyncCond]) -> LipSyncCond:
     fields = {}
     for f in dataclasses.fields(LipSyncCond):
         parts = [getattr(c, f.name) for c in conds]
-        fields[f.name] = None if parts[0] is None else torch.cat(parts)
+        if any(p is None for p in parts):
+            fields[f.name] = None
+        elif isinstance(parts[0], tuple):  # per-block (k, v) pairs
+            fields[f.name] = tuple(
+                (torch.cat([pp[i][0] for pp in parts]), torch.cat([pp[i][1] for pp in parts]))
+                for i in range(len(parts[0]))
+            )
+        else:
+            fields[f.name] = torch.cat(parts)
     return LipSyncCond(**fields)
 
 
@@ -569,4 +604,4 @@ def _default_margin(preset) -> int:
     """Frames of audio context on each side of a chunk for its features."""
     if preset.audio.kind == "mel":
         return preset.audio.context_frames + 2  # + STFT half-window, rounded up to frames
-    return 25  # wav2vec2 sees the whole window: give it one second each side
+    return preset.audio.stream_margin  # wav2vec2 sees the whole window (1 s each side)

@@ -65,6 +65,11 @@ def lipsync_offline(
     session = StreamSession(pipeline, source, seed=seed, realtime=False, silence_gate=silence_gate)
     spf = session.engine.spf
     n = math.ceil(len(audio) / spf)
+    cfg = pipeline.preset.audio
+    if cfg.kind == "wav2vec2" and cfg.offline_features == "whole":  # the release's features
+        from lipforcing.media.audio import whole_clip_features
+
+        session.stream.features = whole_clip_features(audio, cfg, n, wav2vec2=pipeline.wav2vec2)
     session.push_audio(audio, session.sample_rate)
     session.close()
     frames, crops, played, index = [], [], [], []
