@@ -29,7 +29,18 @@ SIZE_KNOBS = {  # the only additions: real options that shrink the work to a CPU
         "--no-progress",
     ],  # fmt: skip
     "encode-prompt": ["--device", "cpu"],
-    "bench": ["--resolution", "32", "--device", "cpu", "--runs", "1", "--chunks", "2"],
+    "bench": [
+        "--resolution",
+        "32",
+        "--device",
+        "cpu",
+        "--runs",
+        "1",
+        "--chunks",
+        "2",
+        "--dtype",
+        "fp32",
+    ],  # fmt: skip
 }
 
 

@@ -112,6 +112,7 @@ def test_both_text_encoder_layouts_give_the_same_context(standins, context, tmp_
     assert ctx.context.shape == (1, 512, get_preset(standins["family"]).model.text_dim)
 
 
+@pytest.mark.slow  # ~2.5 CPU minutes: 50-step teacher trajectories + Wan VAE / SyncNet scoring
 def test_analyze_trajectory_one_clip_two_steps(standins, context, clip, tmp_path):
     """The teacher = Wan base shards + the OmniAvatar-LS adapter; shards preprocessed with the
     release's alignment, mask and wav2vec2; the release's full-drop CFG with the negative prompt."""

@@ -69,6 +69,8 @@ class BenchOptions:
     fp8: bool = False  # CUDA sm89+ only: FP8 (e4m3) block Linears with per-tensor scales
     sdpa: str = "auto"  # SDPA backend: auto, flash, cudnn, efficient, math
     seed: int = 0
+    checkpoint: str | None = None  # DiT weights (any accepted layout) instead of random ones
+    adapters: tuple[str, ...] = ()  # adapters over ``checkpoint`` (OmniAvatar LoRA, deltas)
 
     def __post_init__(self) -> None:
         if self.mode not in ("student", "teacher", "both"):
@@ -83,6 +85,8 @@ class BenchOptions:
             raise ValueError("layers must be >= 1")
         if self.sdpa not in SDPA_BACKENDS:
             raise ValueError(f"unknown SDPA backend {self.sdpa!r}; {list(SDPA_BACKENDS)}")
+        if self.checkpoint is not None and self.layers is not None:
+            raise ValueError("--layers: the depth of --checkpoint weights is read from the file")
 
     @property
     def execution(self) -> ExecutionOptions:
@@ -105,6 +109,10 @@ class BenchOptions:
 def bench_preset(opts: BenchOptions) -> tuple[PresetConfig, str]:
     """The preset with the depth / resolution overrides, and how it relates to the paper."""
     preset = get_preset(opts.preset)
+    if opts.checkpoint is not None:  # the architecture of the weights (checked, not loaded)
+        from lipforcing.models.weights import resolve
+
+        preset = dataclasses.replace(preset, model=resolve(weights_spec(opts))[1].model)
     model, codec, media = preset.model, preset.codec, preset.media
     changed = []
     if opts.layers is not None and opts.layers != model.num_layers:
@@ -135,6 +143,8 @@ def bench_preset(opts: BenchOptions) -> tuple[PresetConfig, str]:
         note = f"paper's protocol at tiny scale ({codec.image_size}x{codec.image_size} crops)"
     else:
         note = "paper's methodology (512x512, 25 fps, 81-frame teacher clip, random weights)"
+    if opts.checkpoint is not None:
+        note += f"; DiT weights from {opts.checkpoint}"
     return preset, note
 
 
@@ -211,10 +221,29 @@ def make_setup(opts: BenchOptions, attention: str) -> Setup:
 
     preset, _ = bench_preset(opts)
     device, dtype = torch.device(opts.device), DTYPES[opts.dtype]
-    model = build_dit(preset, attention, device, dtype, opts.seed)
+    if opts.checkpoint is not None:
+        model = load_bench_dit(opts, attention, device, dtype)
+    else:
+        model = build_dit(preset, attention, device, dtype, opts.seed)
     codec, note = build_bench_codec(preset, opts, device, dtype)
     mask = torch.as_tensor(mouth_mask(preset.media)).to(device)
     return Setup(opts, preset, device, dtype, model, codec, note, Clock(device), mask)
+
+
+def weights_spec(opts: BenchOptions):
+    from pathlib import Path
+
+    from lipforcing.models.weights import WeightsSpec
+
+    return WeightsSpec(Path(opts.checkpoint), tuple(map(Path, opts.adapters)), family=opts.preset)
+
+
+def load_bench_dit(opts: BenchOptions, attention: str, device, dtype):
+    """The DiT of ``opts.checkpoint`` (+ adapters), streamed onto ``device`` in ``dtype``."""
+    from lipforcing.models.weights import load_model
+
+    loaded = load_model(weights_spec(opts), attention=attention, device=device, dtype=dtype)
+    return loaded.model.eval().requires_grad_(False)
 
 
 def release(setup: Setup | None) -> None:

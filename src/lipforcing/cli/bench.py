@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--preset", default="tiny", help="tiny, wan-1.3b or wan-14b")
     a("--mode", default="both", metavar="{student,teacher,both}", help="what to measure")
-    a("--device", default="cpu", help="cpu or cuda[:i]")
+    a("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
+    a("--checkpoint", help="DiT weights in any accepted layout (default: random weights)")
+    a("--adapter", action="append", default=[], metavar="PATH", help="adapter over --checkpoint")
     a("--dtype", default="fp32", metavar="{fp32,bf16}", help="weights, activations, cache")
     a("--runs", type=int, default=5, help="timed runs (figures are medians)")
     a("--warmup", type=int, default=1, help="untimed warm-up runs")
@@ -159,7 +161,6 @@ def _cpu_name() -> str:
 
 def options_from_args(args: argparse.Namespace):
     """Validate the arguments into :class:`BenchOptions` (UserError, one line, when wrong)."""
-    import torch
 
     from lipforcing.bench.harness import BenchOptions, bench_preset
     from lipforcing.config import PRESETS
@@ -167,11 +168,10 @@ def options_from_args(args: argparse.Namespace):
 
     if args.preset not in PRESETS:
         raise UserError(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
-    device = torch.device(args.device) if _valid_device(args.device) else None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {args.device!r}; use cpu or cuda[:i]")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available on this machine")
+    from lipforcing.devices import resolve_device
+
+    device = resolve_device(args.device)
+    args.device = str(device)
     steps = None
     if args.student_steps is not None:
         try:
@@ -193,6 +193,8 @@ def options_from_args(args: argparse.Namespace):
             student_steps=steps,
             layers=args.layers,
             resolution=args.resolution,
+            checkpoint=args.checkpoint,
+            adapters=tuple(args.adapter),
             kv_after_decode=not args.kv_before_decode,
             kv_shortcut=not args.full_kv_pass,
             paired_encode=not args.separate_encoders,
@@ -222,16 +224,6 @@ def sessions_from_args(args: argparse.Namespace):
         return SessionsOptions(counts=counts, seconds=args.session_seconds, seed=args.seed)
     except ValueError as e:
         raise UserError(f"--sessions {args.sessions!r}: {e}; use e.g. 1,2,4,8") from None
-
-
-def _valid_device(name: str) -> bool:
-    import torch
-
-    try:
-        torch.device(name)
-    except (RuntimeError, ValueError):
-        return False
-    return True
 
 
 def summary_lines(result: dict) -> list[str]:
