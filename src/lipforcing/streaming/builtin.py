@@ -44,7 +44,8 @@ def builtin_sample(
     source = Source.from_frames(
         np.asarray(face.frames),
         preset.media,
-        landmarks=np.asarray(face.landmarks5),
+        # SynthTalk knows 5 points; the release's 3-point alignment tracks the face with dlib
+        landmarks=np.asarray(face.landmarks5) if preset.media.align == "arcface5" else None,
         name=f"synthtalk-{identity_seed}",
     )
     return BuiltinSample(
