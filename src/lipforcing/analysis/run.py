@@ -154,7 +154,7 @@ def analyze(
         context: the teacher's fixed text context (:class:`~lipforcing.models.text.Context`).
         mask_style: the preset's ``media.mask_style``.
     """
-    param = next(model.parameters())
+    param = next(model.parameters(), None) if hasattr(model, "parameters") else None
     out = Path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     check_config(out, {**(config or {}), "trajectory": dataclasses.asdict(cfg)})
@@ -169,8 +169,10 @@ def analyze(
         path = clip_file(out, clip_id)
         if not path.is_file():
             clip = prepare_clip(dataset, index, codec, pack, context=context, mask_style=mask_style)
-            noise = clip_noise(cfg.seed, index, clip.x0.shape[1:]).to(param)
-            samples = run_clip(model, noise, clip.cond.to(param), cfg)
+            noise, cond = clip_noise(cfg.seed, index, clip.x0.shape[1:]), clip.cond
+            if param is not None:  # the teacher's device and dtype
+                noise, cond = noise.to(param), cond.to(param)
+            samples = run_clip(model, noise, cond, cfg)
             if progress:
                 samples = tqdm(samples, desc=clip_id, unit="x0", leave=False, total=count(cfg))
             write_rows(path, score_samples(samples, clip, scorer, score_batch))
