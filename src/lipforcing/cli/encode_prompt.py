@@ -13,6 +13,13 @@ import argparse
 
 from lipforcing.cli import options
 
+DESCRIPTION = """\
+Encode a prompt (and a negative prompt) with a local UMT5 text encoder into a small context
+file that sync, serve, demo, analyze and training read with --context. The encoder is a diffusers
+pipeline folder (text_encoder/ + tokenizer/), a text_encoder/ folder, or Wan's umT5 .pth with
+its tokenizer folder beside it.
+"""
+
 DEFAULT_PROMPT = "a person talking"  # the release's default prompt
 
 
