@@ -587,7 +587,8 @@ def _release_stage1(batch: int, micro: int, lora: LoraConfig | None) -> Diffusio
 
 def _release_stage2(batch: int, micro: int, lora: LoraConfig | None) -> DMDConfig:
     """Stage 2 of the release (config_sf.py): 600 iterations, student every 5th, lr 2e-6 for
-    both, betas (0, 0.999), EMA 0.9999, x0 critic, SyncNet-v2 Sync-C reward, beta 2."""
+    both, betas (0, 0.999), EMA 0.9999, x0 critic, SyncNet-v2 Sync-C reward, beta 2, the
+    teacher's CFG with the release's full drop (negative prompt, zero audio)."""
     optim = OptimConfig(
         lr=2e-6, betas=(0.0, 0.999), warmup_steps=0, batch_size=batch, micro_batch=micro, steps=600
     )
@@ -597,6 +598,7 @@ def _release_stage2(batch: int, micro: int, lora: LoraConfig | None) -> DMDConfi
         critic_steps=4,
         critic_loss="x0_exit",
         references="window_first",
+        drop_mode="release",  # the teacher's CFG drops as the release does (negative prompt)
         lora=lora,
         ema=0.9999,
         recompute=True,

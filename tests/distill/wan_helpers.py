@@ -20,6 +20,7 @@ from lipforcing.config import (
 )
 from lipforcing.models import build_model
 from lipforcing.models.checkpoints import save_checkpoint
+from lipforcing.models.text import Context
 
 CROP, TEXT = 64, 16
 
@@ -65,9 +66,11 @@ def wan_cache(preset: PresetConfig, n: int = 4, frames: int = 6) -> dict:
     }
 
 
-def context(preset: PresetConfig) -> torch.Tensor:
+def context(preset: PresetConfig) -> Context:
+    """A random text context and negative prompt as a context file holds them."""
     g = torch.Generator().manual_seed(1)
-    return torch.randn(1, TEXT, preset.model.text_dim, generator=g)
+    text, negative = (torch.randn(1, TEXT, preset.model.text_dim, generator=g) for _ in range(2))
+    return Context(text, negative, "random context")
 
 
 def syncnet_v2_file(path: Path) -> Path:

@@ -18,6 +18,11 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="override the global batch per step")
     parser.add_argument("--micro-batch", type=int, help="override samples per process per pass")
     parser.add_argument("--save-every", type=int, help="iterations between checkpoints")
+    parser.add_argument(
+        "--context",
+        help="text context file (lipforcing encode-prompt; Wan presets, with its negative prompt "
+        "for the release's full-drop CFG)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
@@ -48,7 +53,7 @@ def start(args: argparse.Namespace, *files: str | None) -> dict:
     from lipforcing.errors import UserError
 
     torch.set_num_threads(args.threads)
-    for p in (args.latents, *files):
+    for p in (args.latents, args.context, *files):
         if p is not None and not Path(p).exists():
             raise UserError(f"{p}: no such file or folder")
     init_distributed()
@@ -57,3 +62,10 @@ def start(args: argparse.Namespace, *files: str | None) -> dict:
 
 def save_every(args: argparse.Namespace, default: int) -> dict:
     return {"save_every": args.save_every or default}
+
+
+def context(args: argparse.Namespace):
+    """The ``--context`` file as stored (each stage checks it against its models), or None."""
+    from lipforcing.models.text import read_context
+
+    return None if args.context is None else read_context(args.context)

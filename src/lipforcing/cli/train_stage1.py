@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lipforcing.cli.train_common import save_every, stage_config, start
+    from lipforcing.cli.train_common import context, save_every, stage_config, start
     from lipforcing.distill.stages import run_stage1
     from lipforcing.distill.weights import from_cli
 
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         Path(args.out),
         seed=args.seed,
+        context=context(args),
         **save_every(args, 100),
     )
     print(path)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from lipforcing.cli.train_common import save_every, stage_config, start
+    from lipforcing.cli.train_common import context, save_every, stage_config, start
     from lipforcing.distill.stages import run_stage2
     from lipforcing.errors import UserError
 
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         reward_fn=reward,
         critic_path=critic,
+        context=context(args),
         **save_every(args, 10),
     )
     print(path)

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lipforcing.cli.train_common import save_every, stage_config, start
+    from lipforcing.cli.train_common import context, save_every, stage_config, start
     from lipforcing.config import get_preset, get_recipe
     from lipforcing.distill.stages import run_teacher
     from lipforcing.errors import UserError
@@ -31,6 +31,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(str(e)) from None
     cache = start(args)
-    path = run_teacher(cache, preset, cfg, Path(args.out), seed=args.seed, **save_every(args, 100))
+    path = run_teacher(
+        cache,
+        preset,
+        cfg,
+        Path(args.out),
+        seed=args.seed,
+        context=context(args),
+        **save_every(args, 100),
+    )
     print(path)
     return 0

@@ -129,6 +129,4 @@ def draw_batch(
 ) -> dict:
     """The micro-batch of ``draws``: one uniformly drawn cache item per sample generator."""
     index = draws.randint(cache["x0"].shape[0])
-    return make_batch(
-        cache, index, pack, latent_frames, references, context, mask_style=mask_style
-    )
+    return make_batch(cache, index, pack, latent_frames, references, context, mask_style=mask_style)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from lipforcing.config import DiffusionForcingConfig, DMDConfig, PresetConfig, TeacherTrainConfig
@@ -41,6 +41,7 @@ from lipforcing.distill.weights import (
 from lipforcing.errors import UserError
 from lipforcing.models import build_model
 from lipforcing.models.checkpoints import load_weights, read_state_dict, save_checkpoint
+from lipforcing.models.text import Context
 
 
 def _logger(run_dir: Path):
@@ -63,22 +64,25 @@ def _plan(optim, roles=("model",), iterations=None) -> Plan:
     return Plan(iterations or optim.steps, optim.batch_size, optim.micro_batch, tuple(roles))
 
 
-def check_context(preset: PresetConfig, context: Tensor | None) -> None:
-    """A Wan preset needs the text context; its width must be the model's (before any step)."""
+def check_context(preset: PresetConfig, context: Context | None) -> Context | None:
+    """A Wan preset needs the text context: checked against the model (width, length) and
+    padded to its ``text_len`` before any step; the release's full drop needs its negative."""
     m = preset.model
     if not m.use_text_context:
         if context is not None:
             raise UserError(f"the {preset.name} preset uses a learned null context, not --context")
-        return
+        return None
     if context is None:
         raise UserError(
-            f"the {preset.name} preset needs a text context (1, <= {m.text_len}, {m.text_dim})"
+            f"the {preset.name} preset needs a text context (--context FILE from 'lipforcing "
+            f"encode-prompt': (<= {m.text_len}, {m.text_dim}))"
         )
-    if context.dim() != 3 or context.shape[0] != 1 or context.shape[2] != m.text_dim:
+    if preset.schedule.drop_mode == "release" and context.negative is None:
         raise UserError(
-            f"text context of shape {tuple(context.shape)}: the {preset.name} preset needs "
-            f"(1, <= {m.text_len}, {m.text_dim})"
+            f"{context.source}: the release's full-drop CFG needs a negative prompt in the "
+            "context file (lipforcing encode-prompt --negative-prompt ...)"
         )
+    return context.fit(m)
 
 
 def _skip(final: Path, stage: str) -> bool:
@@ -96,7 +100,7 @@ def run_teacher(
     *,
     seed: int = 0,
     init: str | Path | None = None,
-    context: Tensor | None = None,
+    context: Context | None = None,
     save_every: int = 100,
 ) -> Path:
     """Train the bidirectional teacher; returns its checkpoint path.
@@ -108,17 +112,19 @@ def run_teacher(
     if _skip(final, "teacher"):
         return final
     preset = preset.with_attention("bidirectional")
-    check_context(preset, context)
+    context = check_context(preset, context)
     torch.manual_seed(seed)  # the init (build_model draws from the global generator)
     model = build_model(preset.model)
     if init is not None:
         load_weights(model, read_state_dict(init), strict=True)
     device = training_device()
     model = shard_model(model.to(device), cfg.recompute)
-    pack = preset.model.audio_pack_frames
+    pack, mask = preset.model.audio_pack_frames, preset.media.mask_style
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
+        batch = draw_batch(
+            cache, draws, pack, cfg.latent_frames, cfg.references, context, mask_style=mask
+        )
         return teacher_step(model, to_device(batch, device), cfg, draws)
 
     trainee = Trainee(model, cfg.optim, meta=trainee_meta(preset, None, None))
@@ -144,7 +150,7 @@ def run_stage1(
     *,
     seed: int = 0,
     init_adapter: Path | None = None,
-    context: Tensor | None = None,
+    context: Context | None = None,
     save_every: int = 100,
 ) -> Path:
     """Diffusion Forcing from the init weights ``teacher_path`` (the student's own base: the
@@ -155,12 +161,14 @@ def run_stage1(
     weights = Weights.of(teacher_path, init_adapter)
     device = training_device()
     model, preset = load_model(weights, "block_causal", cfg.lora, device)
-    check_context(preset, context)
+    context = check_context(preset, context)
     model = shard_model(model, cfg.recompute)
-    pack = preset.model.audio_pack_frames
+    pack, mask = preset.model.audio_pack_frames, preset.media.mask_style
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, cfg.latent_frames, cfg.references, context)
+        batch = draw_batch(
+            cache, draws, pack, cfg.latent_frames, cfg.references, context, mask_style=mask
+        )
         batch = to_device(batch, device)
         return diffusion_forcing_step(model, batch, cfg, preset.causal, preset.schedule, draws)
 
@@ -190,7 +198,7 @@ def run_stage2(
     reward_fn: RewardFn | None = None,
     critic_path: Path | None = None,
     critic_adapter: Path | None = None,
-    context: Tensor | None = None,
+    context: Context | None = None,
     save_every: int = 10,
 ) -> Path:
     """Self Forcing DMD: student and critic updates interleaved per ``cfg.roles``.
@@ -198,8 +206,9 @@ def run_stage2(
     The teacher is frozen (no grads, never wrapped or sharded); the critic (fake score, never
     guided) starts from ``critic_path`` (default: the teacher's weights, right when teacher
     and student share a scale; with a 14B teacher and a 1.3B student give student-scale
-    weights). ``reward_fn`` scores detached rollouts when ``cfg.reward`` is set. ``context``
-    (1, L, text_dim): the text context of every sample (Wan presets), as in Stage 1.
+    weights). ``reward_fn`` scores detached rollouts when ``cfg.reward`` is set. ``context``:
+    the text context of every sample (Wan presets), as in Stage 1; with the release's full
+    drop (``cfg.drop_mode="release"``) the teacher's unconditional branch reads its negative.
     """
     run_dir = Path(run_dir)
     final = run_dir / "student.safetensors"
@@ -207,13 +216,15 @@ def run_stage2(
         return final
     critic_w = Weights.of(critic_path or teacher_path, critic_adapter)
     m = load_stage2(Weights.of(student_path), Weights.of(teacher_path), critic_w, cfg, context)
+    context = None if context is None else context.fit(m.preset.model)  # checked by load_stage2
     causal, schedule = m.preset.causal, m.preset.schedule
     frames, pack = cfg.num_chunks * causal.chunk_frames, m.preset.model.audio_pack_frames
+    mask = m.preset.media.mask_style
     shaper = RewardShaper(cfg.reward) if cfg.reward is not None else None
     reward = reward_fn if shaper is not None else None
 
     def step(role, draws):
-        batch = draw_batch(cache, draws, pack, frames, cfg.references, context)
+        batch = draw_batch(cache, draws, pack, frames, cfg.references, context, mask_style=mask)
         batch = to_device(batch, m.device)
         if role == "critic":
             return critic_step(m.critic, m.student, batch, cfg, causal, schedule, draws)
@@ -266,7 +277,7 @@ def load_stage2(
     teacher_w: Weights,
     critic_w: Weights,
     cfg: DMDConfig,
-    context: Tensor | None,
+    context: Context | None,
 ) -> Stage2Models:
     """Load the student and critic (trainees, LoRA per the recipe) and the frozen teacher (bf16
     on GPU, never wrapped); refuse a critic of the wrong scale or mismatched inputs before any
@@ -280,11 +291,11 @@ def load_stage2(
     check_width("critic", critic_w, critic_preset, cfg.critic_scale, want)
     check_inputs("critic", critic_w, critic_preset, preset)
     check_inputs("teacher", teacher_w, teacher_preset, preset)
-    for p in (preset, teacher_preset, critic_preset):
-        check_context(p, context)
     if cfg.drop_mode is not None:
         schedule = dataclasses.replace(preset.schedule, drop_mode=cfg.drop_mode)
         preset = dataclasses.replace(preset, schedule=schedule)
+    for p in (preset, teacher_preset, critic_preset):  # the release's drop needs its negative
+        check_context(p, context)
     student, critic = shard_model(student), shard_model(critic, cfg.recompute)
     return Stage2Models(
         student, critic, teacher, preset, critic_preset, student_w, critic_w, device

@@ -188,11 +188,28 @@ def _first(e: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Context:
-    """The fixed cross-attention context of a stream, padded to the model's ``text_len``."""
+    """The fixed cross-attention context of a stream or a training run.
 
-    context: Tensor  # (1, text_len, text_dim)
-    negative: Tensor | None  # (1, text_len, text_dim): the negative prompt (release full drop)
+    As read from a file (:func:`read_context`) the tensors keep their own length; :meth:`fit`
+    checks them against a model and pads them to its ``text_len`` (what the DiT receives).
+    """
+
+    context: Tensor  # (1, L, text_dim)
+    negative: Tensor | None  # (1, L', text_dim): the negative prompt (release full drop)
     source: str
+
+    def fit(self, cfg: ModelConfig) -> Context:
+        """Checked against ``cfg`` (width, length, finite) and zero-padded to ``text_len``."""
+        if not cfg.use_text_context:
+            raise UserError(
+                f"--context {Path(self.source).name}: this model uses a learned null context "
+                "and takes no text context"
+            )
+        context = _fit(self.source, "context", self.context, cfg)
+        negative = self.negative
+        if negative is not None:
+            negative = _fit(self.source, "negative", negative, cfg)
+        return Context(context, negative, self.source)
 
 
 def save_context(
@@ -212,31 +229,37 @@ def save_context(
     return path
 
 
-def load_context(path: str | Path, cfg: ModelConfig) -> Context:
-    """A context file (ours or the release's ``text_emb.pt``), checked and padded for ``cfg``."""
-    path = Path(path)
-    if not cfg.use_text_context:
-        raise UserError(
-            f"--context {path.name}: this model uses a learned null context and takes no text "
-            "context"
-        )
+def read_context(path: str | Path) -> Context:
+    """A context file (ours or the release's ``text_emb.pt``), unpadded (:meth:`Context.fit`)."""
     from lipforcing.models.sources import open_source
 
+    path = Path(path)
     source = open_source(path)
     keys = source.keys()
     main = next((k for k in ("context", "text_emb", "prompt_emb") if k in keys), None)
     main = main or (keys[0] if len(keys) == 1 else None)
     if main is None:
         raise CheckpointError(f"{path}: no 'context' tensor (keys {keys[:4]})")
-    context = _fit(path, main, source.get(main), cfg)
-    negative = _fit(path, "negative", source.get("negative"), cfg) if "negative" in keys else None
-    return Context(context, negative, str(path))
+    negative = source.get("negative") if "negative" in keys else None
+    return Context(_as_batch(source.get(main)), _as_batch(negative), str(path))
 
 
-def _fit(path: Path, key: str, x: Tensor, cfg: ModelConfig) -> Tensor:
-    """(L, D) or (1, L, D) -> (1, text_len, D) float32, zero-padded, checked."""
-    if x.dim() == 2:
-        x = x[None]
+def load_context(path: str | Path, cfg: ModelConfig) -> Context:
+    """:func:`read_context` checked and padded for ``cfg``."""
+    if not cfg.use_text_context:
+        raise UserError(
+            f"--context {Path(path).name}: this model uses a learned null context and takes no "
+            "text context"
+        )
+    return read_context(path).fit(cfg)
+
+
+def _as_batch(x: Tensor | None) -> Tensor | None:
+    return x[None] if x is not None and x.dim() == 2 else x
+
+
+def _fit(path: str | Path, key: str, x: Tensor, cfg: ModelConfig) -> Tensor:
+    """(1, L, D) -> (1, text_len, D) float32, zero-padded, checked."""
     if x.dim() != 3 or x.shape[0] != 1 or x.shape[2] != cfg.text_dim or x.shape[1] > cfg.text_len:
         raise CheckpointError(
             f"{path}: {key} has shape {tuple(x.shape)}; the model needs (1, <={cfg.text_len}, "
@@ -251,6 +274,7 @@ __all__ = [
     "Context",
     "TextEncoder",
     "load_context",
+    "read_context",
     "save_context",
     "wan_t5_config",
     "wan_t5_to_hf",
