@@ -1,7 +1,8 @@
 """The commands of docs/INSTALL.md, as the conformance suite runs them.
 
-Each ```bash block line starting with ``lipforcing`` is a documented command; a preceding
-``# conformance: NAME`` comment names it. :func:`documented` returns them by name with the
+Each ```bash block line starting with ``lipforcing`` (or ``torchrun ... -m
+lipforcing.cli.main``, the multi-GPU launch of the same command) is a documented command; a
+preceding ``# conformance: NAME`` comment names it. :func:`documented` returns them by name with the
 release's paths rewritten to the stand-ins' and the size knobs appended.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "INSTALL.md"
+LAUNCHED = "lipforcing.cli.main"  # torchrun -m lipforcing.cli.main ARGV == lipforcing ARGV
+TRAIN_KNOBS = ["--steps", "1", "--batch-size", "1", "--micro-batch", "1"]
 SIZE_KNOBS = {  # the only additions: real options that shrink the work to a CPU's size
     "sync": ["--resolution", "32", "--device", "cpu"],
     "serve": ["--resolution", "32", "--device", "cpu"],
@@ -29,6 +32,10 @@ SIZE_KNOBS = {  # the only additions: real options that shrink the work to a CPU
         "--no-progress",
     ],  # fmt: skip
     "encode-prompt": ["--device", "cpu"],
+    "preprocess-train": ["--resolution", "32"],
+    "latents": ["--device", "cpu"],
+    "stage1": TRAIN_KNOBS,
+    "stage2": TRAIN_KNOBS,
     "bench": [
         "--resolution",
         "32",
@@ -56,16 +63,18 @@ def commands(doc: Path = DOC) -> list[tuple[str | None, list[str]]]:
         m = re.match(r"#\s*conformance:\s*(\S+)", line.strip())
         if m:
             name = m.group(1)
-        elif line.startswith("lipforcing "):
-            out.append((name, shlex.split(line.split("  #")[0])[1:]))
+        elif line.startswith(("lipforcing ", "torchrun ")):
+            words = shlex.split(line.split("  #")[0])
+            start = words.index(LAUNCHED) + 1 if words[0] == "torchrun" else 1
+            out.append((name, words[start:]))
             name = None
     return out
 
 
 def documented(name: str, paths: dict[str, str], family: str) -> list[str]:
     """The command tagged ``name`` with release paths mapped through ``paths`` (longest first)."""
-    argv = next(a for n, a in commands() if n == name)
-    mapped = []
+    command, *argv = next(a for n, a in commands() if n == name)
+    mapped = [command]  # the subcommand itself is never a path (``eval``)
     for arg in argv:
         for old in sorted(paths, key=len, reverse=True):
             if arg == old or arg.startswith(old + "/"):
