@@ -17,26 +17,31 @@ from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.source import Source
 
 
-def text_pipeline(reference: str = "half_period") -> Pipeline:
+def text_pipeline(reference: str = "half_period", options=None) -> Pipeline:
     p = tiny()
     model = dataclasses.replace(p.model, use_text_context=True, text_len=6)
     media = dataclasses.replace(p.media, reference=reference)
-    pipe = Pipeline.random(dataclasses.replace(p, model=model, media=media), seed=0)
+    preset = dataclasses.replace(p, model=model, media=media)
+    pipe = Pipeline.random(preset, seed=0, options=options)
     g = torch.Generator().manual_seed(1)
     pipe.context = Context(torch.randn(1, 6, model.text_dim, generator=g), None, "test")
     return pipe
 
 
-def run(pipe, stream_setup=None, chunks=3):
+def run(pipe, stream_setup=None, chunks=3, net=None, before_chunk=None):
     frames, marks = face_frames()
     source = Source.from_frames(frames, pipe.preset.media, landmarks=marks, name="drawn")
     engine = ChunkEngine(pipe)
+    if net is not None:
+        engine.net = net(pipe.model)
     stream = engine.open(source, seed=2)
     if stream_setup is not None:
         stream_setup(stream)
-    audio = speech_like(2.0)
+    audio = speech_like(3.0)
     out, pos = [], 0
-    for _ in range(chunks):
+    for i in range(chunks):
+        if before_chunk is not None:
+            before_chunk(i, stream)
         need = stream.next_samples()
         out.append(engine.step(stream, audio[pos : pos + need]).frames)
         pos += need
@@ -53,6 +58,63 @@ def test_context_kv_once_per_stream_gives_identical_frames():
 
     slow, _ = run(pipe, recompute)
     assert np.array_equal(fast, slow)
+
+
+STEADY = 5  # chunks: the cache is steady (fixed shapes, graph recordings) from the fourth
+
+
+def recompute_context(stream):
+    stream.context_kv = None  # the plain path: the context projected on every call
+
+
+def test_kv_shortcut_and_graph_replays_read_the_streams_context_kv():
+    """The KV-only write (``kv_shortcut``, ``LipSyncDiT.write_kv``) and the CUDA-graph runner's
+    replays (emulated on the CPU) with the stream's precomputed keys/values give the plain
+    path's frames bit for bit (full KV pass, context projected on every call)."""
+    from lipforcing.streaming.accel import CudaGraphRunner
+    from lipforcing.streaming.options import ExecutionOptions
+
+    plain = text_pipeline(options=ExecutionOptions.plain())
+    slow, _ = run(plain, recompute_context, chunks=STEADY)
+    pipe = text_pipeline()  # the defaults: kv_shortcut on
+    assert pipe.options.kv_shortcut
+    fast, _ = run(pipe, chunks=STEADY)
+    assert np.array_equal(fast, slow)
+    runners = []
+
+    def graphed(model):
+        runners.append(CudaGraphRunner(model, emulate=True))
+        return runners[0]
+
+    replayed, _ = run(pipe, chunks=STEADY, net=graphed)
+    assert runners[0].recordings and np.array_equal(replayed, slow)
+
+
+def test_graph_replays_read_the_current_context_kv_not_the_recorded_one():
+    """A replay reads the call's keys/values (static inputs), as the eager model does: the
+    context switched on a steady cache changes the graphed stream's frames exactly as the
+    eager one's."""
+    from lipforcing.streaming.accel import CudaGraphRunner
+
+    pipe = text_pipeline()
+    g = torch.Generator().manual_seed(5)
+    other = pipe.model.context_kv(torch.randn(1, 6, pipe.preset.model.text_dim, generator=g))
+
+    def switch(i, stream):
+        if i == STEADY - 1:  # after the first steady (recorded) chunk
+            stream.context_kv = other
+
+    eager, _ = run(pipe, chunks=STEADY, before_chunk=switch)
+    runners = []
+
+    def graphed(model):
+        runners.append(CudaGraphRunner(model, emulate=True))
+        return runners[0]
+
+    replayed, _ = run(pipe, chunks=STEADY, net=graphed, before_chunk=switch)
+    unswitched, _ = run(pipe, chunks=STEADY)
+    assert runners[0].recordings and not np.array_equal(eager, unswitched)
+    assert np.array_equal(replayed, eager)
 
 
 def test_reference_sequence_from_the_same_frames():

@@ -151,6 +151,23 @@ def fp8_linears(model: nn.Module, min_features: int = 16) -> int:
 FIELDS = ("ref", "mask", "masked", "ref_seq", "audio", "context")
 
 
+def _static_fields(cond) -> list[Tensor]:
+    """The tensors a recorded call reads from ``cond``: the present FIELDS, then every block's
+    precomputed cross-attention keys and values (``cond.context_kv``), so a replay reads the
+    values of the call being replayed, not those of the recorded one."""
+    fields = [f for f in (getattr(cond, n) for n in FIELDS) if f is not None]
+    kv = [] if cond.context_kv is None else [a for pair in cond.context_kv for a in pair]
+    return fields + kv
+
+
+def _with_static_fields(cond, tensors: list[Tensor]):
+    """``cond`` reading ``tensors`` (laid out as :func:`_static_fields` returns them)."""
+    present = [n for n in FIELDS if getattr(cond, n) is not None]
+    fields, kv = tensors[: len(present)], tensors[len(present) :]
+    pairs = tuple(zip(kv[0::2], kv[1::2])) if cond.context_kv is not None else None
+    return dataclasses.replace(cond, **dict(zip(present, fields)), context_kv=pairs)
+
+
 def _members(cache) -> list[KVCache]:
     return cache.caches if isinstance(cache, CacheBatch) else [cache]
 
@@ -210,7 +227,7 @@ class CudaGraphRunner:
         members = [] if cache is None else _members(cache)
         if not members or not all(c.steady for c in members):
             return self._call(kind, x_t, t, cond, cache)
-        flat = [x_t, t, *(f for f in (getattr(cond, n) for n in FIELDS) if f is not None)]
+        flat = [x_t, t, *_static_fields(cond)]
         key = (kind, *(id(c) for c in members), *((tuple(a.shape), a.dtype) for a in flat))
         rec = self.recordings.get(key)
         if rec is None:
@@ -228,9 +245,7 @@ class CudaGraphRunner:
 
     def _call_static(self, kind: str, inputs: list[Tensor], cond, cache):
         x_t, t, *rest = inputs
-        present = [n for n in FIELDS if getattr(cond, n) is not None]
-        static_cond = dataclasses.replace(cond, **dict(zip(present, rest)))
-        return self._call(kind, x_t, t, static_cond, cache)
+        return self._call(kind, x_t, t, _with_static_fields(cond, rest), cache)
 
     def _record(self, kind: str, flat, cond, cache, members) -> _Recording:
         inputs = [a.clone() for a in flat]
