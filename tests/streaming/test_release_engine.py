@@ -28,15 +28,17 @@ def text_pipeline(reference: str = "half_period", options=None) -> Pipeline:
     return pipe
 
 
-def run(pipe, stream_setup=None, chunks=3, net=None, before_chunk=None):
+def run(pipe, chunks=3, net=None, before_chunk=None, projected=False):
+    """Frames of one stream; ``projected``: the plain path, the context projected by the model
+    on every call (the engine never precomputes its keys/values)."""
     frames, marks = face_frames()
     source = Source.from_frames(frames, pipe.preset.media, landmarks=marks, name="drawn")
     engine = ChunkEngine(pipe)
     if net is not None:
         engine.net = net(pipe.model)
+    if projected:
+        engine._context_kv = lambda context: None
     stream = engine.open(source, seed=2)
-    if stream_setup is not None:
-        stream_setup(stream)
     audio = speech_like(3.0)
     out, pos = [], 0
     for i in range(chunks):
@@ -50,21 +52,17 @@ def run(pipe, stream_setup=None, chunks=3, net=None, before_chunk=None):
 
 def test_context_kv_once_per_stream_gives_identical_frames():
     pipe = text_pipeline()
+    engine = ChunkEngine(pipe)
+    frames, marks = face_frames()
+    source = Source.from_frames(frames, pipe.preset.media, landmarks=marks, name="drawn")
+    assert engine.open(source).context_kv is None  # opening only allocates
     fast, stream = run(pipe)
     assert stream.context_kv is not None and len(stream.context_kv) == pipe.preset.model.num_layers
-
-    def recompute(s):
-        s.context_kv = None  # the model projects the context on every call
-
-    slow, _ = run(pipe, recompute)
+    slow, _ = run(pipe, projected=True)
     assert np.array_equal(fast, slow)
 
 
 STEADY = 5  # chunks: the cache is steady (fixed shapes, graph recordings) from the fourth
-
-
-def recompute_context(stream):
-    stream.context_kv = None  # the plain path: the context projected on every call
 
 
 def test_kv_shortcut_and_graph_replays_read_the_streams_context_kv():
@@ -75,7 +73,7 @@ def test_kv_shortcut_and_graph_replays_read_the_streams_context_kv():
     from lipforcing.streaming.options import ExecutionOptions
 
     plain = text_pipeline(options=ExecutionOptions.plain())
-    slow, _ = run(plain, recompute_context, chunks=STEADY)
+    slow, _ = run(plain, chunks=STEADY, projected=True)
     pipe = text_pipeline()  # the defaults: kv_shortcut on
     assert pipe.options.kv_shortcut
     fast, _ = run(pipe, chunks=STEADY)

@@ -140,7 +140,7 @@ class EngineStream:
     ref_frame: Tensor | None = None  # (1, C, 1, h, w) reference latent (first step encodes it)
     context: Tensor | None = None  # (1, L, text_dim) cross-attention context, or None
     silence_gate: SilenceGateConfig = dataclasses.field(default_factory=SilenceGateConfig)
-    # every block's cross-attention (k, v) of ``context``, computed once when the stream opens
+    # every block's cross-attention (k, v) of ``context``, computed once by the first step
     context_kv: tuple | None = None
     # (T, A) per-frame audio features of the whole clip from the stream's start (offline
     # "whole" features, see media.audio.whole_clip_features); None: computed per chunk
@@ -263,12 +263,12 @@ class ChunkEngine:
             generator=torch.Generator().manual_seed(seed),
             context=None if context is None else context.to(dev, dtype),
             silence_gate=gate,
-            context_kv=self._context_kv(context),
             history=np.zeros(margin * self.spf, np.float32),
         )
 
     def _context_kv(self, context: Tensor | None) -> tuple | None:
-        """The context's cross-attention keys/values, once per stream (identical outputs)."""
+        """The context's cross-attention keys/values, once per stream by its first step (like
+        the reference frame: opening only allocates); identical outputs."""
         model = self.pipeline.model
         if context is None or not hasattr(model, "context_kv"):
             return None
@@ -437,6 +437,8 @@ class ChunkEngine:
             audio_packed=s.frames_done > 0,
             mask_style=p.media.mask_style,
         )
+        if s.context is not None and s.context_kv is None:  # the stream's first step
+            s.context_kv = self._context_kv(s.context)
         return dataclasses.replace(cond, context_kv=s.context_kv)
 
     def _denoise(self, group: list[_Work]) -> None:
