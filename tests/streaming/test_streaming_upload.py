@@ -188,6 +188,17 @@ def test_upload_workers_run_at_lower_priority():
         workers.close()
 
 
+def test_upload_tracks_with_the_presets_alignment(pipeline, clip_files):
+    """The release's 3-point alignment (Wan presets) on an upload: the same track as a file."""
+    import dataclasses
+
+    folder, _ = clip_files
+    cfg = dataclasses.replace(pipeline.preset.media, align="latentsync3")
+    raw = Source.from_file(folder / "face.mp4", cfg)
+    compact = Source.from_upload(folder / "face.mp4", cfg, budget=MediaBudget(), name="face.mp4")
+    np.testing.assert_array_equal(compact.transforms, raw.transforms)
+
+
 def test_compact_source_equals_the_raw_one(pipeline, clip_files):
     from lipforcing.media.align import warp_to_crop
 

@@ -234,7 +234,7 @@ def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None, face: Fac
     decoded frame repeated by conforming is coded and searched once (and seen once by the
     follower's shot-cut detector).
     """
-    from lipforcing.media.faces import FaceFollower, five_from_68, require_face
+    from lipforcing.media.faces import FaceFollower, require_face
     from lipforcing.media.faces import track_from_landmarks as from_landmarks
 
     follow = FaceFollower(face)
@@ -261,7 +261,7 @@ def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None, face: Fac
             last = i
         index.append(len(pictures) - 1)
     index = np.asarray(index)
-    landmarks = five_from_68(np.asarray(points))[index]
+    landmarks = np.asarray(points)[index]  # 68 points: the preset's alignment picks its own
     found = np.isfinite(np.asarray(boxes)[:, 0])[index]
     cuts = np.searchsorted(index, follow.cuts())  # first output frame of each new shot
     track = from_landmarks(landmarks, found, cfg, size[:2], np.asarray(boxes)[index], cuts)
