@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from model_helpers import random_cond
 
+from lipforcing.cli.main import main
 from lipforcing.config import get_preset
 from lipforcing.conformance.layouts import lora_shapes, omniavatar_audio_shapes, wan_t2v_shapes
 from lipforcing.errors import CheckpointError
@@ -178,7 +181,7 @@ def test_parse_key_variants():
 # ----------------------------------------------------------------------------- bad input
 
 
-def test_bad_inputs_one_message(tmp_path, family):
+def test_bad_inputs_one_message(tmp_path, family, capsys):
     cfg = dataclasses.replace(family.model, num_layers=4)
     state = omni_full(family)
     good = save_st(tmp_path / "good.safetensors", state)
@@ -234,10 +237,25 @@ def test_bad_inputs_one_message(tmp_path, family):
     adapter_only = tmp_path / "adapter_only.pt"
     torch.save(lora, adapter_only)
     cases["adapter without base"] = (adapter_only, (), r"no patch_embedding.weight .*--adapter")
+    tiny = get_preset("tiny").with_attention("block_causal")
+    other = save_checkpoint(tmp_path / "tiny.safetensors", build_model(tiny.model), tiny)
+    cases["other family"] = (other, (), r"tiny.safetensors holds a tiny model, not wan-test")
     for name, (path, adapters, pattern) in cases.items():
         with pytest.raises(CheckpointError, match=pattern) as e:
             load_model(WeightsSpec(path, adapters, family="wan-test"))
         assert "\n" not in str(e.value), name
+    for name, (path, adapters, pattern) in cases.items():  # the CLI: one line, exit 2, no file
+        out = tmp_path / "out" / f"{name.replace(' ', '_')}.safetensors"
+        flags = [a for adapter in adapters for a in ("--adapter", str(adapter))]
+        argv = ["convert", str(path), *flags, "--preset", "wan-test", "--out", str(out)]
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (name, err)
+        assert re.search(pattern, err), (name, err)
+        missing = "m-00002-of-00002.safetensors"  # a shard case: the file that is not there
+        named = missing if "shard" in name else Path(adapters[0] if adapters else path).name
+        assert named in err, (name, err)  # the file at fault
+        assert not out.exists() and not out.with_suffix(".json").exists(), name
     with pytest.raises(CheckpointError) as e:
         load_model(tmp_path / "code.pth")
     assert str(e.value).endswith(".") and len(str(e.value)) > 200  # whole sentence, not cut

@@ -91,6 +91,7 @@ class Pipeline:
                 f"{spec.path.name} is a bidirectional (teacher) model; streaming needs a causal "
                 "student checkpoint"
             )
+        text = _context(preset, context, spec.path.name)  # checked before the codec loads
         codec_cfg = preset.codec if preset.codec.kind == "wan_vae" else None
         codec_net = load_codec(codec, codec_cfg, decoder=decoder)
         pipe = cls.build(model, codec_net, preset, device=device, dtype=dtype, options=options)
@@ -101,7 +102,7 @@ class Pipeline:
             from lipforcing.media.audio import Wav2Vec2Features
 
             pipe.wav2vec2 = Wav2Vec2Features(wav2vec2, device=device)
-        pipe.context = _context(preset, context, spec.path.name)
+        pipe.context = text
         return pipe
 
     @classmethod
