@@ -1,9 +1,10 @@
 """Conformance: docs/INSTALL.md's commands, run as written on the release's stand-ins.
 
 Each command is taken from the page (:mod:`install_doc`), its release paths mapped to the
-stand-ins, with only the size knobs added: ``sync`` (a valid video, frame count and A/V as for
-the tiny preset), one ``serve`` WebSocket session, ``eval --syncnet-v2``, ``bench --mode
-student`` and ``convert``.
+stand-ins (``conftest.standins``: 1.3B width in ``make test``, 14B width in the slow run), with
+only the size knobs added: ``sync`` (a valid video, frame count and A/V as for the tiny
+preset), one ``serve`` WebSocket session, ``eval --syncnet-v2``, ``bench --mode student``,
+``convert``, and (slow) ``preprocess`` + ``analyze trajectory``.
 """
 
 from __future__ import annotations
@@ -17,31 +18,18 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from install_doc import documented
 
 from lipforcing.cli.main import main
-from lipforcing.conformance.standins import write_all
-
-# Not yet run through the suite (written at the end of a session): slow until it has passed once,
-# then the 1.3b parameter moves into make test.
-pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(
-    scope="module",
-    params=["1.3b", pytest.param("14b", marks=pytest.mark.slow)],
-)
-def release(request, tmp_path_factory):
-    """Stand-ins, the context file (the page's encode-prompt) and a face clip, with the map
-    from the page's paths to them."""
-    from lipforcing.media.synthtalk import write_dataset
-
-    out = tmp_path_factory.mktemp(f"install-{request.param}")
-    s = write_all(out / "W", width=request.param, layers=4)
-    clip = out / "clip"
-    write_dataset(clip, 1, 2.0, 5)
-    for extra in [*clip.glob("*.npz"), clip / "index.json"]:
-        extra.unlink(missing_ok=True)
+@pytest.fixture(scope="module")
+def release(standins, clip, tmp_path_factory):
+    """The context file (the page's encode-prompt) and the map from the page's paths to the
+    stand-ins, the clip and this module's outputs."""
+    s = standins
+    out = tmp_path_factory.mktemp(f"install-{s['family']}")
     paths = {
         "W/lipforcing_14b.pth": s["student"],
         "W/teacher/omniavatar_ls_14b.pt": s["adapter"],
@@ -82,6 +70,23 @@ def test_sync_then_eval_with_syncnet_v2(release):
     row = metrics["summary"]
     assert np.isfinite(row["sync_c"]) and np.isfinite(row["sync_d"])
     assert "SyncNetV2" in json.dumps(metrics["networks"])
+
+
+def test_text_embedding_of_the_wrong_width_is_one_line(release, capsys):
+    """``sync`` as documented with a context of another width: exit 2, one line naming the
+    file, the tensor and both shapes, nothing written."""
+    from safetensors.torch import save_file
+
+    paths = dict(release["paths"])
+    wrong = release["out"] / "narrow_context.safetensors"
+    save_file({"context": torch.zeros(1, 7, 32)}, str(wrong))
+    paths["W/context.safetensors"] = str(wrong)
+    paths["synced.mp4"] = str(release["out"] / "not_written.mp4")
+    assert main(documented("sync", paths, release["family"])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "narrow_context.safetensors: context has shape (1, 7, 32)" in err
+    assert "(1, <=512, " in err and not (release["out"] / "not_written.mp4").exists()
 
 
 def test_serve_one_websocket_session(release, monkeypatch):
@@ -156,3 +161,21 @@ def test_convert_as_documented(release):
     assert main(["convert", paths["W/student.safetensors"], "--out", again]) == 0
     a, b = load_file(paths["W/student.safetensors"]), load_file(again)
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.slow  # ~2.5 CPU minutes: 50-step teacher trajectories + Wan VAE / SyncNet scoring
+def test_preprocess_and_analyze_as_documented(release):
+    """The teacher = Wan base shards + the OmniAvatar-LS adapter; shards preprocessed with the
+    release's alignment, mask and wav2vec2; the release's full-drop CFG with the negative
+    prompt; one clip, two steps."""
+    paths, family = release["paths"], release["family"]
+    assert main(documented("preprocess", paths, family)) == 0
+    meta = json.loads(next((release["out"] / "shards").glob("*/meta.json")).read_text())
+    assert meta["crop_size"] == 32 and meta["audio_kind"] == "wav2vec2"
+    assert main(documented("analyze", paths, family)) == 0
+    out = release["out"] / "analysis"
+    rows = (out / "trajectory.csv").read_text().splitlines()
+    steps = {int(r.split(",")[5]) for r in rows[1:] if r.split(",")[1] == "trajectory"}
+    assert steps == {0, 49}
+    assert {r.split(",")[4] for r in rows[1:]} >= {"release"}
+    assert all(p.is_file() for p in (out / "summary.md", out / "trajectory.png"))

@@ -2,36 +2,23 @@
 
 The stand-ins (:mod:`lipforcing.conformance.standins`) have the released layouts exactly (file
 names, shards + index, key names and prefixes, dtypes) at reduced depth: 1.3B width here,
-14B width in the slow run. Crops are 32 px (``--resolution``, a real option) so a 1.3B-wide
-DiT runs on two CPU cores; weights are random, so the checks are about layouts and plumbing:
-bit-exact equalities between layouts, valid outputs, one-line errors.
+14B width in the slow run (``conftest.standins``). Crops are 32 px (``--resolution``, a real
+option) so a 1.3B-wide DiT runs on two CPU cores; weights are random, so the checks are about
+layouts and plumbing: bit-exact equalities between layouts, valid outputs, one-line errors.
+The documented commands themselves run in ``test_release_commands``.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from lipforcing.cli.main import main
-from lipforcing.conformance.standins import write_all
 
 RESOLUTION = "32"  # aligned crop side: 4 x 4 latents
-
-
-@pytest.fixture(
-    scope="module",
-    params=["1.3b", pytest.param("14b", marks=pytest.mark.slow)],
-)
-def standins(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"release-{request.param}")
-    manifest = write_all(out, width=request.param, layers=4)
-    manifest["out"] = out
-    yield manifest
-    shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +27,6 @@ def context(standins):
     argv = ["encode-prompt", "--text-encoder", standins["t5"], "--out", str(path)]
     assert main([*argv, "--negative-prompt", "blurry, static, low quality"]) == 0
     return path
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """A SynthTalk talking face as a plain video + wav (no landmark file: dlib tracks it)."""
-    from lipforcing.media.synthtalk import write_dataset
-
-    folder = tmp_path_factory.mktemp("clip")
-    write_dataset(folder, 1, 2.0, 5)
-    for extra in [*folder.glob("*.npz"), folder / "index.json"]:
-        extra.unlink(missing_ok=True)
-    return folder
 
 
 def _convert(*argv) -> dict[str, torch.Tensor]:
@@ -110,28 +85,3 @@ def test_both_text_encoder_layouts_give_the_same_context(standins, context, tmp_
     assert all(torch.equal(a[k], b[k]) for k in a)
     ctx = load_context(context, get_preset(standins["family"]).model)
     assert ctx.context.shape == (1, 512, get_preset(standins["family"]).model.text_dim)
-
-
-@pytest.mark.slow  # ~2.5 CPU minutes: 50-step teacher trajectories + Wan VAE / SyncNet scoring
-def test_analyze_trajectory_one_clip_two_steps(standins, context, clip, tmp_path):
-    """The teacher = Wan base shards + the OmniAvatar-LS adapter; shards preprocessed with the
-    release's alignment, mask and wav2vec2; the release's full-drop CFG with the negative prompt."""
-    s = standins
-    shards, out = tmp_path / "shards", tmp_path / "analysis"
-    argv = ["preprocess", str(clip), "--out", str(shards), "--preset", s["family"]]
-    assert main([*argv, "--wav2vec2", s["wav2vec2"], "--resolution", RESOLUTION]) == 0
-    meta = json.loads(next(shards.glob("*/meta.json")).read_text())
-    assert meta["crop_size"] == int(RESOLUTION) and meta["audio_kind"] == "wav2vec2"
-    argv = [
-        "analyze", "trajectory", "--teacher", s["base_index"], "--adapter", s["adapter"],
-        "--context", str(context), "--codec", s["vae"], "--shards", str(shards), "--clips", "1",
-        "--steps", "0,49", "--landings", "30", "--sweep", "4.5", "--drop-modes", "release",
-        "--syncnet-v2", s["syncnet_v2"], "--latent-frames", "3", "--out", str(out),
-        "--no-progress", "--device", "cpu",
-    ]  # fmt: skip
-    assert main(argv) == 0
-    rows = (out / "trajectory.csv").read_text().splitlines()
-    steps = {int(r.split(",")[5]) for r in rows[1:] if r.split(",")[1] == "trajectory"}
-    assert steps == {0, 49}
-    assert {r.split(",")[4] for r in rows[1:]} >= {"release"}
-    assert all(p.is_file() for p in (out / "summary.md", out / "trajectory.png"))
