@@ -61,3 +61,38 @@ def test_stage_commands_refuse_bad_input(tmp_path, capsys):
         main(["train", "teacher", *common, "--recipe", "nope", "--out", "x"])
     assert exit_.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "s2").exists() and not (tmp_path / "t").exists()
+
+
+def test_audio_the_reward_cannot_read_is_one_message_before_any_step(tmp_path, capsys):
+    """SyncNet-v2 (its real architecture, random weights) on a cache that kept no raw waveform,
+    and our LipSyncNet on Wan-width audio features: one `error:` line each, exit 2, nothing
+    trained or written."""
+    from lipforcing.evaluation.syncnet import (
+        LipSyncNet,
+        LipSyncNetConfig,
+        SyncNetV2,
+        save_syncnet,
+    )
+
+    no_wave, wan_audio = tmp_path / "latents.pt", tmp_path / "wan_latents.pt"
+    random_cache(no_wave)
+    random_cache(wan_audio, audio_dim=10752)
+    torch.manual_seed(0)
+    v2 = tmp_path / "syncnet_v2.model"
+    torch.save(SyncNetV2().state_dict(), v2)
+    ours = tmp_path / "syncnet.safetensors"
+    save_syncnet(LipSyncNet(LipSyncNetConfig()), ours)
+    s2 = ["train", "stage2", "--recipe", "tiny-quick", "--threads", "1"]
+    models = ["--student", str(no_wave), "--teacher", str(no_wave)]  # never read: checks first
+    out_a, out_b = str(tmp_path / "a"), str(tmp_path / "b")
+    code, err = run(
+        capsys, *s2, *models, "--latents", str(no_wave), "--syncnet", str(v2), "--out", out_a
+    )
+    assert code == 2 and err.startswith("error: the SyncNet-v2 reward scores the raw waveform")
+    assert err.count("\n") == 1
+    code, err = run(
+        capsys, *s2, *models, "--latents", str(wan_audio), "--syncnet", str(ours), "--out", out_b
+    )
+    assert code == 2 and err.startswith("error: our LipSyncNet reward reads 640-d log-mel")
+    assert "features are 10752-d" in err and err.count("\n") == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -18,8 +18,9 @@ from lipforcing.distill.latents import save_cache
 from lipforcing.models.checkpoints import read_state_dict
 
 
-def random_cache(path, n: int = 4, frames: int = 6) -> None:
+def random_cache(path, n: int = 4, frames: int = 6, audio_dim: int | None = None) -> None:
     p, g = tiny(), torch.Generator().manual_seed(0)
+    audio_dim = audio_dim or p.audio.feature_dim
     lat = (n, 16, frames, *p.latent_hw)
     s = p.media.crop_size
     save_cache(
@@ -28,7 +29,7 @@ def random_cache(path, n: int = 4, frames: int = 6) -> None:
             "masked": torch.randn(lat, generator=g),
             "ref": torch.randn(n, 16, 1, *p.latent_hw, generator=g),
             "ref_seq": torch.randn(lat, generator=g),
-            "audio": torch.randn(n, 1 + 4 * (frames - 1), p.audio.feature_dim, generator=g),
+            "audio": torch.randn(n, 1 + 4 * (frames - 1), audio_dim, generator=g),
             "mask": (torch.arange(s)[:, None] > s // 2).float().expand(s, s).contiguous(),
         },
         path,
