@@ -8,6 +8,7 @@ when the machine has ~16 GB free: two processes of 14B-width models)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -15,6 +16,13 @@ import torch.multiprocessing as mp
 from wan_helpers import available_gib, files, run, worker
 
 from lipforcing.models.checkpoints import read_state_dict
+
+
+@pytest.fixture(autouse=True)
+def _free_disk(tmp_path):
+    """Wan-width weights and checkpoints are 3-7 GB a test on a shared disk: removed after."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("teacher", ["wan-1.3b", pytest.param("wan-14b", marks=pytest.mark.slow)])
