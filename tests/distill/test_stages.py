@@ -262,3 +262,69 @@ def test_a_critic_of_the_wrong_width_is_refused_before_any_step(tmp_path):
     # the cross-scale run: wide teacher, student-scale critic
     out = run_stage2(cache, s1, teacher, dmd, tmp_path / "s2", critic_path=small)
     assert out.is_file()
+
+
+def text_preset():
+    """The toy preset reading a text context (as the Wan presets do) of <= 8 tokens."""
+    p = toy_preset()
+    return dataclasses.replace(
+        p, model=dataclasses.replace(p.model, use_text_context=True, text_dim=16, text_len=8)
+    )
+
+
+def test_stage2_reads_the_context_fitted_to_the_student_and_the_release_drop_its_negative(
+    tmp_path,
+):
+    """One Context type from the context file to the Stage-2 batches: a short context trains
+    exactly as the same context zero-padded by hand to the model's text length (oracle: the
+    release pads the umT5 embedding to 512); under the release's full drop the teacher's
+    unconditional branch reads the negative prompt (another negative, another student), and a
+    context file without one is refused before any step."""
+    import torch.nn.functional as F
+
+    from lipforcing.errors import UserError
+    from lipforcing.models.text import Context
+
+    preset = text_preset()
+    cache = toy_cache(preset)
+    g = torch.Generator().manual_seed(3)
+    text, negative = torch.randn(1, 5, 16, generator=g), torch.randn(1, 3, 16, generator=g)
+    short = Context(text, negative, "prompt.ctx")
+    padded = Context(F.pad(text, (0, 0, 0, 3)), F.pad(negative, (0, 0, 0, 5)), "padded.ctx")
+    teacher = run_teacher(
+        cache,
+        preset,
+        TeacherTrainConfig(optim=tiny_opt(), latent_frames=6),
+        tmp_path / "t",
+        context=short,
+    )
+    s1 = run_stage1(
+        cache,
+        teacher,
+        DiffusionForcingConfig(optim=tiny_opt(), latent_frames=6),
+        tmp_path / "s1",
+        context=short,
+    )
+    dmd = DMDConfig(
+        optim=tiny_opt(betas=(0.0, 0.999)),
+        critic_steps=1,
+        num_chunks=2,
+        reward=None,
+        drop_mode="release",
+    )
+    with pytest.raises(UserError, match="prompt.ctx: the release's full-drop CFG needs a negative"):
+        run_stage2(
+            cache, s1, teacher, dmd, tmp_path / "bad", context=Context(text, None, "prompt.ctx")
+        )
+    assert not (tmp_path / "bad" / "checkpoint").exists()  # nothing ran
+    runs = {
+        name: read_state_dict(run_stage2(cache, s1, teacher, dmd, tmp_path / name, context=c))
+        for name, c in (
+            ("short", short),
+            ("padded", padded),
+            ("other_negative", Context(text, -negative, "other.ctx")),
+        )
+    }
+    a, b, c = runs["short"], runs["padded"], runs["other_negative"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
