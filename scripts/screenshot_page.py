@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import secrets
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,7 +27,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="student checkpoint (default: built-in, else random)")
     ap.add_argument("--random", action="store_true", help="random tiny weights")
     ap.add_argument("--wait", type=float, default=6.0, help="seconds of streaming before the shot")
-    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--transport", default="websocket", choices=["websocket", "webrtc"])
     ap.add_argument("--video", help="source video (default: the built-in SynthTalk face)")
     ap.add_argument("--audio", help="speech the page streams (default: built-in SynthTalk speech)")
     args = ap.parse_args()
@@ -39,9 +35,10 @@ def main() -> None:
     token = secrets.token_hex(8)
     port = free_port()
     server, thread = start_server(args, token, port)
-    url = f"http://127.0.0.1:{port}/?autostart=sample#token={token}"  # fragments stay local
+    query = f"autostart=sample&transport={args.transport}"
+    url = f"http://127.0.0.1:{port}/?{query}#token={token}"  # the fragment stays in the browser
     try:
-        png, stats = asyncio.run(screenshot(args.chromium, url, args.wait))
+        png, stats = asyncio.run(screenshot(url, args.wait))
     finally:
         # Stop the server and its streaming sessions before the interpreter exits: a daemon
         # thread still generating at exit can abort the process ("terminate called ...").
@@ -89,70 +86,18 @@ def start_server(args, token: str, port: int):
     return server, thread
 
 
-async def screenshot(chromium: str, url: str, wait: float) -> tuple[bytes, dict]:
-    import httpx
-    import websockets
+async def screenshot(url: str, wait: float) -> tuple[bytes, dict]:
+    from chromium import Chromium
 
-    profile = tempfile.mkdtemp(prefix="lf-chromium-")
-    proc = subprocess.Popen(
-        [
-            chromium,
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            "--window-size=1280,760",
-            "--autoplay-policy=no-user-gesture-required",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = Path(profile) / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
-            await asyncio.sleep(0.1)
-        devtools = int(port_file.read_text().split()[0])
-        targets = httpx.get(f"http://127.0.0.1:{devtools}/json/list").json()
-        page = next(t for t in targets if t["type"] == "page")
-        async with websockets.connect(page["webSocketDebuggerUrl"], max_size=2**26) as cdp:
-            calls = iter(range(1, 10**6))
-
-            async def call(method: str, **params):
-                i = next(calls)
-                await cdp.send(json.dumps({"id": i, "method": method, "params": params}))
-                while True:
-                    msg = json.loads(await cdp.recv())
-                    if msg.get("id") == i:
-                        return msg.get("result", {})
-
-            await call("Page.enable")
-            await call("Page.navigate", url=url)
-            await asyncio.sleep(wait)
-            stats_js = (
-                "JSON.stringify({status: document.getElementById('status').textContent, "
-                "stats: [...document.querySelectorAll('#stats dd')].map("
-                "d => d.previousElementSibling.textContent + ': ' + d.textContent)})"
-            )
-            result = await call("Runtime.evaluate", expression=stats_js, returnByValue=True)
-            stats = json.loads(result["result"]["value"])
-            shot = await call("Page.captureScreenshot", format="png")
-            return base64.b64decode(shot["data"]), stats
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
+    async with Chromium() as browser:
+        await browser.navigate(url)
+        await asyncio.sleep(wait)
+        stats = await browser.evaluate(
+            "JSON.stringify({status: document.getElementById('status').textContent, "
+            "stats: [...document.querySelectorAll('#stats dd')].map("
+            "d => d.previousElementSibling.textContent + ': ' + d.textContent)})"
+        )
+        return await browser.screenshot(), json.loads(stats)
 
 
 if __name__ == "__main__":

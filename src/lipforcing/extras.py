@@ -23,6 +23,7 @@ EXTRA_OF_MODULE = {
     "starlette": "serve",
     "uvicorn": "serve",
     "websockets": "serve",
+    "aiortc": "serve",
     "PIL": "serve",
     "livekit": "livekit",
     "pipecat": "pipecat",

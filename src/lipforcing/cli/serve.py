@@ -12,7 +12,7 @@ import argparse
 from lipforcing.cli import options
 
 DESCRIPTION = """\
-Serve live lip sync over HTTP and WebSocket, with a browser page (microphone or audio
+Serve live lip sync over HTTP, WebSocket and WebRTC, with a browser page (microphone or audio
 file in). Binds 127.0.0.1 by default; listening on any other address needs --token. Open the
 printed address in a browser; with a token the page asks for it (or add #token=SECRET to the
 address). Pages of other origins and foreign Host names are refused."""

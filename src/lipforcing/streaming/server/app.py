@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 from dataclasses import dataclass
 from importlib import resources
@@ -37,6 +38,7 @@ from lipforcing.streaming.server.sources import (
     clean_name,
     describe,
 )
+from lipforcing.streaming.server.webrtc import OfferRefused, RtcPeers
 from lipforcing.streaming.server.websocket import WebSocketClient
 from lipforcing.streaming.source import Source
 
@@ -58,6 +60,7 @@ class ServerState:
     memory: MemoryGuard
     retirer: Retirer
     scheduler: Scheduler  # steps every session's chunks together (streaming/scheduler.py)
+    peers: RtcPeers
     sample_audio: np.ndarray | None = None
 
 
@@ -88,6 +91,7 @@ def create_app(
         memory=MemoryGuard(limits),
         retirer=Retirer(),
         scheduler=scheduler if scheduler is not None else Scheduler(pipeline),
+        peers=RtcPeers(),
         sample_audio=sample_audio,
     )
     app = FastAPI(
@@ -101,6 +105,7 @@ def create_app(
     app.add_api_route("/api/sample.wav", sample_wav, methods=["GET"])
     app.add_api_route("/api/sources", upload_source, methods=["POST"])
     app.add_api_route("/api/sources/{sid}/preview.jpg", source_preview, methods=["GET"])
+    app.add_api_route("/offer", webrtc_offer, methods=["POST"])
     app.add_api_websocket_route("/ws", websocket_session)
     _register_errors(app)
     return HostOriginGuard(app, access)
@@ -111,6 +116,7 @@ async def _lifespan(app: FastAPI):
     yield
     state = app.state.server
     state.uploads.close()
+    await state.peers.close_all()
     await state.retirer.wait()
     state.scheduler.close()
 
@@ -201,6 +207,22 @@ def source_preview(request: Request, sid: str) -> Response:
     return Response(jpeg.tobytes(), media_type="image/jpeg")
 
 
+async def webrtc_offer(request: Request) -> dict:
+    """A WebRTC offer ``{sdp, type, ...session options}`` -> the answer ``{sdp, type}``."""
+    state = require_token(request)
+    limit = int(state.limits.max_offer_kb * 1000)
+    body = b""
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise OfferRefused(f"the offer is over {state.limits.max_offer_kb:g} kB")
+    try:
+        offer = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise OfferRefused("the offer must be JSON {sdp, type, ...options}") from None
+    return await state.peers.offer(state, offer)
+
+
 async def websocket_session(websocket: WebSocket) -> None:
     await WebSocketClient(websocket, server_state(websocket)).serve()
 
@@ -231,6 +253,7 @@ def _register_errors(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(UploadRefused, upload_refused)
+    app.add_exception_handler(OfferRefused, refusal(400))
     app.add_exception_handler(Busy, refusal(503))
     app.add_exception_handler(UserError, refusal(422))
     app.add_exception_handler(Exception, failure)

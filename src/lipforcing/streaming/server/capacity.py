@@ -34,15 +34,28 @@ class SessionSlots:
     def __init__(self, limit: int) -> None:
         self.limit, self.used = limit, 0
 
-    @contextlib.contextmanager
-    def hold(self):
+    def acquire(self):
+        """Take a slot (Busy when none is free); returns the function that gives it back."""
         if self.used >= self.limit:
             raise Busy(f"server busy: all {self.limit} session slots are in use")
         self.used += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.used -= 1
+
+        return release
+
+    @contextlib.contextmanager
+    def hold(self):
+        release = self.acquire()
         try:
             yield
         finally:
-            self.used -= 1
+            release()
 
 
 def resident_bytes() -> int:

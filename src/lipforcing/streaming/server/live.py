@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from lipforcing.streaming.server.protocol import ProtocolError, SessionOptions, message
 from lipforcing.streaming.session import StreamSession
 
 log = logging.getLogger(__name__)
+RETIRE_THREADS = 2  # threads that stop finished sessions
 
 
 async def open_session(state, options: SessionOptions) -> StreamSession:
@@ -62,13 +64,19 @@ def ready_fields(session: StreamSession, source, limits) -> dict:
 
 
 class Retirer:
-    """Stops finished sessions off the event loop, keeping a handle on each stop until done."""
+    """Stops finished sessions off the event loop, keeping a handle on each stop until done.
+
+    Stopping joins a session's generation thread (it may be inside a chunk), so it runs on its
+    own small pool: the default executor, which encodes frames, is never tied up by it.
+    """
 
     def __init__(self) -> None:
         self.pending: set[asyncio.Task] = set()
+        self.pool = ThreadPoolExecutor(RETIRE_THREADS, thread_name_prefix="retire")
 
     def retire(self, session: StreamSession) -> None:
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(session.stop))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(_await(loop.run_in_executor(self.pool, session.stop)))
         self.pending.add(task)
         task.add_done_callback(self._done)
 
@@ -81,3 +89,8 @@ class Retirer:
         """Wait for every stop still running (server shutdown, tests)."""
         if self.pending:
             await asyncio.gather(*self.pending, return_exceptions=True)
+        self.pool.shutdown(wait=False)
+
+
+async def _await(future) -> None:
+    await future

@@ -6,10 +6,11 @@ import { fromFileBytes, microphone } from "./audio-input.js";
 import { Sources } from "./sources.js";
 import { Stage } from "./stage.js";
 import { StatsPanel } from "./stats.js";
+import { RtcTransport } from "./rtc-transport.js";
 import { WebSocketTransport } from "./ws-transport.js";
 
 const $ = (id) => document.getElementById(id);
-const TRANSPORTS = { websocket: WebSocketTransport };
+const TRANSPORTS = { webrtc: RtcTransport, websocket: WebSocketTransport };
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -69,6 +70,7 @@ async function begin(makeInput) {
   }
   const Transport = TRANSPORTS[$("transport").value];
   transport = new Transport({ stage, stats, onStatus: status, onEnd: finished });
+  window.lipforcingTransport = transport;  // for the console and the browser tests
   stage.drawn = 0;
   meter = setInterval(() => transport && stats.measured(stage.drawn, transport.bytes), 1000);
   status("connecting…");
@@ -101,7 +103,10 @@ $("stop").onclick = () => {
 };
 
 takeTokenFromFragment();
+const query = new URLSearchParams(location.search);
+if (query.get("transport") in TRANSPORTS) $("transport").value = query.get("transport");
 loadInfo().then((info) => {
-  const auto = new URLSearchParams(location.search).get("autostart");
+  const auto = query.get("autostart");
   if (info && auto === "sample" && info.sample_audio) $("sample").click();
+  if (info && auto === "mic") $("mic").click();
 });
