@@ -1,7 +1,15 @@
 """The browser page in headless Chromium on loopback (skipped where no chromium is installed;
 ``.ci/run`` installs Debian's): the WebSocket page streaming the built-in speech, and the WebRTC
 page with Chromium's fake microphone playing a speech file: frames at 25 FPS, audio and video
-within one frame, interruption."""
+within one frame, interruption.
+
+The WebRTC page test is a real-time measurement inside the browser and is marked slow: on a busy
+machine audio reaches Chromium in bursts, its audio jitter buffer (NetEq) grows by hundreds of
+milliseconds at a time and Chromium's lip sync needs ~10 s to pull video after it (measured on
+the shared 2-core machine at load 12: -300 ms right after a burst, -22..-38 ms ten seconds
+later). What the server controls (both streams stamped from one media clock, arriving within a
+frame of each other) is checked in ``make test`` by the aiortc peer in test_streaming_webrtc.py.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from chromium import Chromium, chromium_binary  # noqa: E402
 
-SETTLE_S = 6.0  # seconds of streaming before measuring
+SETTLE_S = 15.0  # seconds of streaming before measuring (Chromium's lip sync converging)
 SAMPLES, SAMPLE_PERIOD_S = 10, 0.5  # A/V offset samples (Chromium's estimate), their spacing
 needs_chromium = pytest.mark.skipif(
     chromium_binary() is None, reason="no chromium binary (Debian: apt-get install chromium)"
@@ -53,6 +61,7 @@ def test_page_streams_in_headless_chromium(tmp_path):
     assert float(values["Shown FPS (page)"]) > 0  # measured by the page itself
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_webrtc_page_with_a_fake_microphone(pipeline, source, tmp_path):
     import soundfile
