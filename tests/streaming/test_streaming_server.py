@@ -298,3 +298,50 @@ def test_binding_beyond_loopback_needs_a_real_token():
         check_bind("0.0.0.0", " \t ")
     with pytest.raises(UserError, match="blank"):
         check_bind("127.0.0.1", "")
+
+
+def test_quick_reconnects_are_never_busy(pipeline, source):
+    """60 clients in a row, each leaving mid-stream (no close message, the socket just goes):
+    with one slot, every one of them gets ``ready`` (issue 19 item 8: 25 of 60 got "busy")."""
+    from websockets.sync.client import connect
+
+    app = create_app(pipeline, source, limits=ServerLimits(max_sessions=1))
+    replies = []
+    with running(app) as address:
+        for _ in range(60):
+            with connect(f"ws://{address}/ws") as ws:
+                ws.send(json.dumps({"type": "start", "realtime": False}))
+                replies.append(recv_json(ws))
+                ws.send(pcm_bytes(speech_like(0.5)))  # a chunk starts; the client leaves
+    kinds = [r["type"] if r["type"] == "ready" else r["message"] for r in replies]
+    assert kinds == ["ready"] * 60, [k for k in kinds if k != "ready"][:3]
+
+
+def test_startup_line_never_shows_the_token():
+    """`lipforcing serve --token` prints where to go, never the token (nor logs it)."""
+    import subprocess
+    import sys
+
+    import httpx
+    from server_helpers import free_port
+
+    secret = "never-print-me-7f3a"
+    port = free_port()
+    cmd = [sys.executable, "-c", "from lipforcing.cli.main import main; main()", "serve"]
+    cmd += ["--token", secret, "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        startup = proc.stdout.readline()  # printed once the model is loaded, before serving
+        assert f"http://127.0.0.1:{port}/" in startup, startup
+        for _ in range(200):  # uvicorn binds just after the line
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/api/info", headers=auth(secret))
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert reply.status_code == 200  # the token is the server's
+        assert httpx.get(f"http://127.0.0.1:{port}/api/info").status_code == 401
+    finally:
+        proc.terminate()
+        output = startup + proc.communicate(timeout=30)[0]
+    assert secret not in output, output

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     note = " (the page asks for the token)" if args.token else ""
-    print(f"lipforcing serving {pipeline.checkpoint} at http://{shown}:{args.port}/{note}")
+    print(
+        f"lipforcing serving {pipeline.checkpoint} at http://{shown}:{args.port}/{note}", flush=True
+    )
     serve(app, args.host, args.port)
     return 0
