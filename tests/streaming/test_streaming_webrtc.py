@@ -122,6 +122,7 @@ def test_bad_offers_are_refused(server, pipeline, source):
     url = f"http://{server}/offer"
     cases = [
         (b"not json", "must be JSON"),
+        (b"[" * 20_000 + b"]" * 20_000, "must be JSON"),  # nested too deeply for the parser
         (json.dumps({"sdp": "v=0", "type": "answer"}).encode(), '"type": "offer"'),
         (json.dumps({"type": "offer"}).encode(), "SDP as a string"),
         (json.dumps({"sdp": "garbage\r\n", "type": "offer"}).encode(), "malformed offer"),
