@@ -63,19 +63,25 @@ def marker_audio(seconds: float, first_s: float = 0.5) -> tuple[np.ndarray, list
 def beeps_in(audio: np.ndarray, rate: int) -> list[np.ndarray]:
     """The beeps in ``audio`` (float mono), each as the sample positions it is loud at.
 
-    Loud stretches are gathered in order until they make up a whole beep, so a beep that
-    comes back split by inserted silence (a generation stall) still counts as one beep.
+    Loud stretches are gathered in order into one beep while together they are no longer
+    than one beep and lie within half a marker period, so a beep that comes back split by
+    inserted silence (a generation stall) still counts as one beep and its pieces never join
+    a neighbour; a group counts as a beep when at least ``BEEP_LOUD_SHARE`` of a beep's
+    samples are loud.
     """
     loud = np.flatnonzero(np.abs(audio) > ONSET_LEVEL)
     runs = np.split(loud, np.flatnonzero(np.diff(loud) > rate // BEEP_HZ * 2) + 1)
-    whole = int(BEEP_LOUD_SHARE * BEEP_S * rate)
-    beeps, current = [], []
+    length, span = int(BEEP_S * rate), int(MARKER_PERIOD_S * rate / 2)
+    groups, current = [], []
     for run in (r for r in runs if len(r)):
-        current.append(run)
-        if sum(map(len, current)) >= whole:
-            beeps.append(np.concatenate(current))
+        full = sum(map(len, current)) + len(run) > length
+        if current and (full or run[-1] - current[0][0] > span):
+            groups.append(np.concatenate(current))
             current = []
-    return beeps
+        current.append(run)
+    if current:
+        groups.append(np.concatenate(current))
+    return [g for g in groups if len(g) >= BEEP_LOUD_SHARE * length]
 
 
 def onsets_in(audio: np.ndarray, rate: int) -> list[int]:
