@@ -1,9 +1,9 @@
 """Admission: session slots that free the moment a client leaves, and the memory budget.
 
 - :class:`SessionSlots`: at most ``max_sessions`` streaming sessions (WebSocket or WebRTC).
-  A slot is returned as soon as its client disconnects; the session's generation thread is
-  stopped in the background (it may finish the chunk it is computing), so a quick reconnect
-  is never told "busy" by a session that is already gone.
+  A slot is returned as soon as its client disconnects; the session is taken off the
+  scheduler in the background (the chunk being computed may still finish), so a quick
+  reconnect is never told "busy" by a session that is already gone.
 - :class:`MemoryGuard`: with ``memory_budget_mb`` set, a new session or upload is refused
   (503) while the server's resident memory plus what that admission may add
   (:data:`SESSION_RESERVE_MB`, or one worst-case decoded upload frame) would pass the budget.

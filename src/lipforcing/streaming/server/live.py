@@ -1,7 +1,8 @@
 """What every transport does with a session: open it, apply control messages, retire it.
 
 The WebSocket and WebRTC handlers both open a :class:`StreamSession` through
-:func:`open_session` (source looked up, options applied, the memory budget checked), pass the
+:func:`open_session` (source looked up, options applied, the memory budget checked; every
+session on the server's one :class:`~lipforcing.streaming.scheduler.Scheduler`), pass the
 client's JSON control messages to :func:`apply_control`, and hand the session to
 :meth:`Retirer.retire` when the client leaves: the session is stopped on a worker thread in the
 background, so the caller (and the session slot) never waits for the chunk being generated.
@@ -66,8 +67,9 @@ def ready_fields(session: StreamSession, source, limits) -> dict:
 class Retirer:
     """Stops finished sessions off the event loop, keeping a handle on each stop until done.
 
-    Stopping joins a session's generation thread (it may be inside a chunk), so it runs on its
-    own small pool: the default executor, which encodes frames, is never tied up by it.
+    Stopping takes the session off its scheduler (a session with a private scheduler joins
+    that thread, which may be inside a chunk), so it runs on its own small pool: the default
+    executor, which encodes frames, is never tied up by it.
     """
 
     def __init__(self) -> None:

@@ -20,8 +20,8 @@ trickle). On the one peer connection:
 
 A session ends when the peer connection fails or closes, the client sends ``close`` and the
 stream drains, no audio arrives for ``idle_timeout_s``, ``max_session_s`` passes, or the peer
-never connects (:data:`CONNECT_TIMEOUT_S`); its slot is freed at once and its generation
-thread stopped in the background. Refused offers (malformed SDP, no common codec, no audio to
+never connects (:data:`CONNECT_TIMEOUT_S`); its slot is freed at once and the session taken
+off the scheduler in the background. Refused offers (malformed SDP, no common codec, no audio to
 send, the wrong ``type``) get 400 with one message.
 """
 
