@@ -114,6 +114,36 @@ def test_webrtc_interruption_silences_pending_speech(server, transports):
     assert runs["interrupted"].stats["dropped_frames"] > 0
 
 
+def test_webrtc_and_websocket_sessions_share_the_scheduler(pipeline, source, transports):
+    """A WebRTC session and a WebSocket session at once run on the server's one scheduler
+    (what `serve --max-sessions` batches), both streaming."""
+    import threading
+
+    app = create_app(pipeline, source, limits=ServerLimits(max_sessions=2))
+    scheduler = app.app.state.server.scheduler
+    attached, done = [], threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            attached.append(scheduler.sessions)
+
+    async def both(address):
+        audio = speech_like(6.0, seed=4)
+        return await asyncio.gather(
+            transports.webrtc_session(address, audio, seconds=6.0),
+            transports.websocket_session(address, audio, seconds=6.0),
+        )
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    with running(app) as address:
+        watcher.start()
+        rtc, ws = asyncio.run(both(address))
+        done.set()
+    watcher.join()
+    assert rtc.frames > 50 and ws.frames > 50, (rtc.frames, ws.frames)
+    assert max(attached) == 2  # both sessions on the one scheduler at the same time
+
+
 def test_bad_offers_are_refused(server, pipeline, source):
     import httpx
 
