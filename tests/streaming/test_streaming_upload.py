@@ -183,7 +183,9 @@ def test_upload_workers_run_at_lower_priority():
         nice = workers.pool.submit(
             lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         )
-        assert nice.result(10) == os.getpriority(os.PRIO_PROCESS, 0) + UPLOAD_NICE
+        # relative to the server's own niceness, whatever it runs at (land.sh ran at -5)
+        expected = min(os.getpriority(os.PRIO_PROCESS, 0) + UPLOAD_NICE, 19)
+        assert nice.result(10) == expected
     finally:
         workers.close()
 

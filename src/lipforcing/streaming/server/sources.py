@@ -34,6 +34,7 @@ from lipforcing.streaming.source import Source
 
 log = logging.getLogger(__name__)
 UPLOAD_NICE = 10  # niceness added to upload worker threads (live sessions keep theirs)
+MAX_NICE = 19  # the lowest priority Linux has
 MAX_NAME_CHARS = 100  # longest source name kept for display
 DEFAULT_ID = "default"
 
@@ -77,9 +78,12 @@ async def receive_body(stream, path: Path, limits: ServerLimits) -> int:
 
 
 def _lower_priority() -> None:
-    """Thread initializer: this worker thread (and threads it starts) yields the CPU."""
+    """Thread initializer: this worker thread (and threads it starts) yields the CPU: its
+    niceness is the server's plus :data:`UPLOAD_NICE` (at most :data:`MAX_NICE`)."""
     with contextlib.suppress(AttributeError, OSError):  # no per-thread nice off Linux
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOAD_NICE)
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid) + UPLOAD_NICE
+        os.setpriority(os.PRIO_PROCESS, tid, min(nice, MAX_NICE))
 
 
 class UploadWorkers:
