@@ -141,7 +141,7 @@ def test_webrtc_and_websocket_sessions_share_the_scheduler(pipeline, source, tra
         rtc, ws = asyncio.run(both(address))
         done.set()
     watcher.join()
-    assert rtc.frames > 50 and ws.frames > 50, (rtc.frames, ws.frames)
+    assert rtc.frames > 25 and ws.frames > 25, (rtc.frames, ws.frames)  # 7 FPS at load 16
     assert max(attached) == 2  # both sessions on the one scheduler at the same time
 
 
