@@ -208,6 +208,7 @@ async def _stream_one(ws, audio, position, stop_at, report) -> int:
         async for msg in ws:
             if isinstance(msg, bytes):
                 frames += 1
+                report.frames += 1  # live: the per-second samples read it
             else:
                 data = json.loads(msg)
                 if data["type"] in ("stats", "done"):
@@ -228,7 +229,6 @@ async def _stream_one(ws, audio, position, stop_at, report) -> int:
     finally:  # the client leaves at the end of the run, as a user closing the page
         elapsed = time.monotonic() - start
         reader.cancel()
-        report.frames += frames
         report.seconds += elapsed
         report.fps.append(frames / max(elapsed, 1e-9))
         report.late_frames += last.get("late_frames", 0)
