@@ -127,3 +127,46 @@ def test_gate_reach_must_fit_the_audio_margin(pipeline, source):
     with pytest.raises(UserError, match="audio margin"):
         ChunkEngine(pipeline).open(source, silence_gate=SilenceGateConfig(hang_frames=9))
     ChunkEngine(pipeline).open(source, silence_gate=SilenceGateConfig(enabled=False, hang_frames=9))
+
+
+@pytest.fixture(scope="module")
+def whole_pipeline(tmp_path_factory):
+    """The tiny student on the release's offline audio: a tiny wav2vec2 over the whole clip."""
+    import dataclasses
+
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from lipforcing.media.audio import Wav2Vec2Features
+    from lipforcing.streaming.pipeline import Pipeline
+
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("w2v")
+    transformers.Wav2Vec2Model(config).save_pretrained(folder)
+    preset = tiny()
+    audio = dataclasses.replace(
+        preset.audio, kind="wav2vec2", wav2vec2_dim=32, wav2vec2_states=4, offline_features="whole"
+    )
+    pipe = Pipeline.random(dataclasses.replace(preset, audio=audio), seed=0)
+    pipe.wav2vec2 = Wav2Vec2Features(folder)
+    return pipe
+
+
+def test_the_gate_also_holds_for_whole_clip_features(whole_pipeline, source):
+    """The release's whole-clip features: quiet room noise (which the clip normalisation
+    amplifies) drives the student as a silent clip does; loud speech is left alone."""
+    rng = np.random.default_rng(0)
+    hum = 10 ** (-70 / 20) * rng.standard_normal(int(0.84 * 16_000)).astype(np.float32)
+    gated = run(whole_pipeline, source, audio=hum)
+    zeros = run(whole_pipeline, source, audio=np.zeros_like(hum), gate=OFF)
+    ungated = run(whole_pipeline, source, audio=hum, gate=OFF)
+    assert np.array_equal(gated.frames, zeros.frames)
+    assert not np.array_equal(ungated.frames, zeros.frames)  # the oracle can fail
+    t = np.arange(len(hum)) / 16_000
+    loud = (0.2 * sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 6))).astype(np.float32)
+    on = run(whole_pipeline, source, audio=loud)
+    assert np.array_equal(on.frames, run(whole_pipeline, source, audio=loud, gate=OFF).frames)

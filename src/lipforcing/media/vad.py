@@ -87,13 +87,15 @@ def speech_gate(levels_db: np.ndarray, cfg: SilenceGateConfig) -> np.ndarray:
 
 
 def gate_features(features: np.ndarray, gate: np.ndarray, silent: np.ndarray) -> np.ndarray:
-    """Blend (T, A) features towards ``silent`` (A,) where ``gate`` (T,) is below 1."""
+    """Blend (T, A) features towards ``silent`` ((A,), or (T, A) per frame) where ``gate`` (T,)
+    is below 1."""
     features = np.asarray(features, np.float32)
-    if gate.shape != (len(features),) or silent.shape != features.shape[1:]:
+    if gate.shape != (len(features),) or silent.shape not in (features.shape[1:], features.shape):
         raise UserError(f"gate_features: shapes {features.shape}, {gate.shape}, {silent.shape}")
+    silent = np.broadcast_to(silent, features.shape)
     closed = (1.0 - gate.astype(np.float32))[:, None]
-    blended = features + closed * (silent[None] - features)  # gate 1: the features, bit for bit
-    return np.where(closed == 1.0, silent[None], blended)  # gate 0: silence, bit for bit
+    blended = features + closed * (silent - features)  # gate 1: the features, bit for bit
+    return np.where(closed == 1.0, silent, blended)  # gate 0: silence, bit for bit
 
 
 __all__ = ["SilenceGateConfig", "frame_levels", "gate_features", "speech_gate"]

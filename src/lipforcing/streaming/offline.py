@@ -69,7 +69,8 @@ def lipsync_offline(
     if cfg.kind == "wav2vec2" and cfg.offline_features == "whole":  # the release's features
         from lipforcing.media.audio import whole_clip_features
 
-        session.stream.features = whole_clip_features(audio, cfg, n, wav2vec2=pipeline.wav2vec2)
+        feats = whole_clip_features(audio, cfg, n, wav2vec2=pipeline.wav2vec2)
+        session.stream.features = _gate_whole(session, audio, feats)
     session.push_audio(audio, session.sample_rate)
     session.close()
     frames, crops, played, index = [], [], [], []
@@ -91,6 +92,23 @@ def lipsync_offline(
         stats=session.stats,
         wall_s=time.perf_counter() - t0,
     )
+
+
+def _gate_whole(session: StreamSession, audio: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """The stream's silence gate on whole-clip features: silent frames blend towards the
+    features of a whole clip of digital silence (the windowed path's rule, over the clip)."""
+    from lipforcing.media.audio import whole_clip_features
+    from lipforcing.media.vad import frame_levels, gate_features, speech_gate
+
+    gate, engine = session.stream.silence_gate, session.engine
+    if not gate.enabled:
+        return feats
+    cfg, w2v = engine.pipeline.preset.audio, engine.pipeline.wav2vec2
+    padded = np.zeros(len(feats) * engine.spf, np.float32)
+    padded[: min(len(audio), len(padded))] = audio[: len(padded)]
+    levels = frame_levels(padded, engine.spf, engine.sample_rate, gate.band)  # (T,)
+    silent = whole_clip_features(np.zeros_like(audio), cfg, len(feats), wav2vec2=w2v)
+    return gate_features(feats, speech_gate(levels, gate), silent)
 
 
 def conform_fps(frames: np.ndarray, from_fps: float, to_fps: float) -> np.ndarray:
