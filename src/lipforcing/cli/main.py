@@ -39,6 +39,7 @@ COMMANDS = {
     "bench": ("lipforcing.cli.bench", "throughput / TTFF benchmark"),
     "convert": ("lipforcing.cli.convert", "any accepted weights -> one safetensors checkpoint"),
     "encode-prompt": ("lipforcing.cli.encode_prompt", "UMT5 prompt embeddings -> --context file"),
+    "avatar": ("lipforcing.cli.avatar", "personal avatars: create from footage, report, list"),
 }
 
 

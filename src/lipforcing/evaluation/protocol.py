@@ -86,19 +86,25 @@ def mouth_points(frames: np.ndarray, faces: GroundTruthFaces) -> np.ndarray:
     return out
 
 
-def dlib_chips(frames: np.ndarray, faces: GroundTruthFaces, index: np.ndarray) -> np.ndarray:
-    """(N, 150, 150, 3) dlib identity chips of frames ``index``, placed by the ground truth's
-    68 landmarks (``dlib.get_face_chip_details``, padding 0.25)."""
+def dlib_chip(frame: np.ndarray, box, points68: np.ndarray) -> np.ndarray:
+    """(150, 150, 3) dlib identity chip of one face, placed by its 68 landmarks
+    (``dlib.get_face_chip_details``, padding 0.25)."""
     import dlib
 
+    rect = dlib.rectangle(*(int(round(v)) for v in box))
+    parts = [dlib.point(int(round(x)), int(round(y))) for x, y in points68]
+    details = dlib.get_face_chip_details(
+        dlib.full_object_detection(rect, parts), DLIB_CHIP, DLIB_PADDING
+    )
+    return dlib.extract_image_chip(np.ascontiguousarray(frame), details)
+
+
+def dlib_chips(frames: np.ndarray, faces: GroundTruthFaces, index: np.ndarray) -> np.ndarray:
+    """(N, 150, 150, 3) dlib identity chips of frames ``index``, placed by the ground truth's
+    68 landmarks."""
     out = np.empty((len(index), DLIB_CHIP, DLIB_CHIP, 3), np.uint8)
     for j, i in enumerate(index):
-        rect = dlib.rectangle(*(int(round(v)) for v in faces.boxes[i]))
-        parts = [dlib.point(int(round(x)), int(round(y))) for x, y in faces.points[i]]
-        details = dlib.get_face_chip_details(
-            dlib.full_object_detection(rect, parts), DLIB_CHIP, DLIB_PADDING
-        )
-        out[j] = dlib.extract_image_chip(np.ascontiguousarray(frames[i]), details)
+        out[j] = dlib_chip(frames[i], faces.boxes[i], faces.points[i])
     return out
 
 
@@ -135,6 +141,7 @@ __all__ = [
     "EVAL_CROP",
     "GroundTruthFaces",
     "arcface_chips",
+    "dlib_chip",
     "dlib_chips",
     "face_crops",
     "identity_chips",

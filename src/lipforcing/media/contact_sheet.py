@@ -65,10 +65,19 @@ def contact_sheet(
         rows[1].append(crops[k])
         rows[2].append(tinted)
         rows[3].append(paste_back(frames[i], tinted, track.transforms[i], cfg))
+    text = f"frames {', '.join(map(str, idx))}   face found {100 * track.found_ratio:.1f}%"
+    return labelled_grid(rows, ROWS, tile, text)
+
+
+def labelled_grid(
+    rows: list[list[np.ndarray]], names: list[str] | tuple[str, ...], tile: int, header: str
+) -> np.ndarray:
+    """(H, W, 3) uint8 sheet: one row of letterboxed ``tile`` x ``tile`` images per name, the
+    names in a left column, ``header`` above."""
     grid = [np.concatenate([_fit(im, tile) for im in row], 1) for row in rows]
     sheet = np.concatenate(grid, 0)
     labels = np.full((sheet.shape[0], LABEL_WIDTH, 3), 255, np.uint8)
-    for r, name in enumerate(ROWS):
+    for r, name in enumerate(names):
         cv2.putText(
             labels,
             name,
@@ -79,10 +88,9 @@ def contact_sheet(
             1,
             cv2.LINE_AA,
         )
-    header = np.full((28, LABEL_WIDTH + sheet.shape[1], 3), 255, np.uint8)
-    text = f"frames {', '.join(map(str, idx))}   face found {100 * track.found_ratio:.1f}%"
-    cv2.putText(header, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([header, np.concatenate([labels, sheet], 1)], 0)
+    top = np.full((28, LABEL_WIDTH + sheet.shape[1], 3), 255, np.uint8)
+    cv2.putText(top, header, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([top, np.concatenate([labels, sheet], 1)], 0)
 
 
 def write_png(path, image: np.ndarray) -> None:
@@ -91,4 +99,4 @@ def write_png(path, image: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-__all__ = ["contact_sheet", "write_png"]
+__all__ = ["contact_sheet", "labelled_grid", "write_png"]

@@ -1,0 +1,180 @@
+"""How long ``avatar create`` will take: each stage's step, timed on this machine right now.
+
+Design choices:
+- Calibration times one step of each training step function (codec, SyncNet, teacher,
+  Stage 1, the Stage-2 critic and student steps with the reward) on random data of the real
+  shapes, with freshly built networks of the preset, after one warm-up forward pass, so the
+  estimate follows the machine's current speed and load (about 5 s on 2 idle cores). The
+  steps are the very functions the stages run; optimiser updates (a few ms at this size) are
+  left out.
+- Stage seconds = steps x seconds per step (Stage 2: ``critic_steps`` critic steps plus one
+  student step per update); encoding and the report are estimated from the window count and a
+  timed codec encode / DiT forward. Real runs log their actual times beside the estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lipforcing.avatar.config import AvatarConfig
+from lipforcing.config import PresetConfig
+
+ENGINE_FPS = 40.0  # held-out frames the streaming engine generates per second (tiny, CPU)
+LANDMARK_FPS = 25.0  # frames per second dlib's detector + 68 points manage on 256 px frames
+REPORT_VIDEOS = 4  # videos whose lips the report measures (real, generated x2, dubbed source)
+TEACHER_CALLS = 100  # network calls of the teacher per window: 50 Euler steps x 2 CFG branches
+ENCODES = 4  # codec encodes per cached window: clip, masked clip, reference, reference sequence
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    name: str
+    steps: int
+    seconds: float
+
+
+def _timed(fn) -> float:
+    """Seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _random_cache(preset: PresetConfig, n: int, frames: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    c, (h, w) = preset.model.latent_channels, preset.latent_hw
+    t = preset.codec.video_frames(frames)
+    s = preset.media.crop_size
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    return {
+        "x0": r(n, c, frames, h, w),
+        "masked": r(n, c, frames, h, w),
+        "ref": r(n, c, 1, h, w),
+        "ref_seq": r(n, c, frames, h, w),
+        "audio": r(n, t, preset.audio.feature_dim),
+        "mask": (torch.arange(s)[:, None] > s // 2).float().expand(s, s).contiguous(),
+    }
+
+
+def _perturbed(preset: PresetConfig):
+    """A preset's model with small random weights (a fresh one predicts exactly 0)."""
+    from lipforcing.models import build_model
+
+    model = build_model(preset.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model
+
+
+def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
+    """Seconds per step of every stage, measured now (see the module docstring)."""
+    from lipforcing.codecs import build_codec
+    from lipforcing.codecs.train import train_step as codec_step
+    from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
+    from lipforcing.distill.dmd import critic_step, student_step
+    from lipforcing.distill.latents import make_batch
+    from lipforcing.distill.reward import syncnet_reward
+    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig
+    from lipforcing.evaluation.syncnet_train import contrastive_loss
+
+    torch.manual_seed(0)
+    rc, g = cfg.recipe, torch.Generator().manual_seed(0)
+    pack = preset.model.audio_pack_frames
+    codec = build_codec(preset.codec)
+    cc = cfg.codec
+    video = torch.rand(cc.batch, 3, cc.frames, cc.patch, cc.patch) * 2 - 1
+    net = LipSyncNet(LipSyncNetConfig(n_mels=preset.audio.n_mels))
+    s, a = preset.media.crop_size, net.cfg.audio_dim
+    sn = cfg.syncnet
+    sync_batch = {
+        "video": torch.rand(sn.batch, 3, 5, s, s) * 2 - 1,
+        "audio": torch.randn(sn.batch, a),
+        "neg": torch.randn(sn.batch, sn.shifts, a),
+    }
+    teacher = _perturbed(preset.with_attention("bidirectional"))
+    student = _perturbed(preset.with_attention("block_causal"))
+    frames = rc.teacher.latent_frames
+    cache = _random_cache(preset, max(rc.teacher.optim.micro_batch, 1), frames)
+    micro = torch.arange(rc.teacher.optim.micro_batch)
+    batch = make_batch(cache, micro, pack, frames)
+    s2_frames = rc.stage2.num_chunks * preset.causal.chunk_frames
+    s2 = make_batch(cache, torch.arange(rc.stage2.optim.micro_batch) % len(micro), pack, s2_frames)
+    reward = syncnet_reward(codec.eval(), net.eval())
+    causal, sched, d2 = preset.causal, preset.schedule, rc.stage2
+
+    def backward(step):
+        return lambda: step()[0].backward()
+
+    one = make_batch(cache, micro[:1], pack, frames)
+    _forward(teacher, one)  # warm-up: first-call allocations and kernel choices
+    return {
+        "codec": _timed(backward(lambda: codec_step(codec.train(), video, cc, g))),
+        "syncnet": _timed(backward(lambda: contrastive_loss(net.train(), sync_batch))),
+        "teacher": _timed(backward(lambda: teacher_step(teacher, batch, rc.teacher, g))),
+        "stage1": _timed(
+            backward(lambda: diffusion_forcing_step(student, batch, rc.stage1, causal, sched, g))
+        ),
+        "critic": _timed(backward(lambda: critic_step(teacher, student, s2, d2, causal, sched, g))),
+        "student": _timed(
+            backward(
+                lambda: student_step(student, teacher, teacher, s2, d2, causal, sched, g, reward)
+            )
+        ),
+        "encode": _timed(lambda: _encode(codec, preset, frames)),
+        "forward": _timed(lambda: _forward(teacher, one)),
+    }
+
+
+@torch.no_grad()
+def _encode(codec, preset: PresetConfig, frames: int) -> None:
+    s = preset.media.crop_size
+    codec.eval().encode(torch.zeros(1, 3, preset.codec.video_frames(frames), s, s))
+
+
+@torch.no_grad()
+def _forward(model, batch: dict) -> None:
+    model(batch["x0"], torch.full((1,), 0.5), batch["cond"])
+
+
+def plan(
+    cfg: AvatarConfig, rates: dict[str, float], train_windows: int, heldout_frames: int
+) -> list[StageEstimate]:
+    """Per-stage seconds of a create, from calibrated ``rates`` (seconds per step)."""
+    rc = cfg.recipe
+    s2_step = rc.stage2.critic_steps * rates["critic"] + rates["student"]
+    window = 1 + 4 * (rc.teacher.latent_frames - 1)  # video frames of a held-out window
+    windows = min(heldout_frames // window, cfg.report_windows)
+    teacher_gen = windows * TEACHER_CALLS * rates["forward"]  # one window per forward
+    report_frames = min(heldout_frames, int(cfg.report_seconds * 25))
+    report = teacher_gen + report_frames * (2 / ENGINE_FPS + REPORT_VIDEOS / LANDMARK_FPS)
+    encode = (train_windows + heldout_frames // window) * ENCODES * rates["encode"]
+    return [
+        StageEstimate("codec", cfg.codec.steps, cfg.codec.steps * rates["codec"]),
+        StageEstimate("syncnet", cfg.syncnet.steps, cfg.syncnet.steps * rates["syncnet"]),
+        StageEstimate("latents", train_windows, encode),
+        StageEstimate("teacher", rc.teacher.optim.steps, rc.teacher.optim.steps * rates["teacher"]),
+        StageEstimate("stage1", rc.stage1.optim.steps, rc.stage1.optim.steps * rates["stage1"]),
+        StageEstimate("stage2", rc.stage2.optim.steps, rc.stage2.optim.steps * s2_step),
+        StageEstimate("report", report_frames, report),
+    ]
+
+
+def format_plan(stages: list[StageEstimate]) -> str:
+    total = sum(s.seconds for s in stages)
+    parts = ", ".join(f"{s.name} {_minutes(s.seconds)}" for s in stages)
+    return f"estimated time: {_minutes(total)} ({parts}; measured on this machine now)"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{int(np.ceil(seconds))} s"
+
+
+__all__ = ["StageEstimate", "calibrate", "format_plan", "plan"]

@@ -1,0 +1,77 @@
+"""Footage for the avatar tests: SynthTalk clips (exact landmarks in the .npz beside the video,
+so no detector tracks them) and edited versions of them that break one footage rule each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from lipforcing.media.io import write_video
+from lipforcing.media.synthtalk import render_clip
+
+FPS = 25.0
+SIZE = 128  # px: small frames keep the tests fast
+SR = 16_000
+
+
+def write_footage(path: Path, frames, audio, landmarks=None) -> Path:
+    """``path`` (.mp4) + the .wav beside it (+ the .npz of 5-point landmarks when given)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, np.asarray(frames), FPS)
+    sf.write(path.with_suffix(".wav"), np.asarray(audio, np.float32), SR, subtype="PCM_16")
+    if landmarks is not None:
+        np.savez(path.with_suffix(".npz"), landmarks5=np.asarray(landmarks, np.float32))
+    return path
+
+
+def synth(seed: int, seconds: float):
+    clip = render_clip(seed, seconds, size=SIZE, fps=FPS)
+    return np.asarray(clip.frames), np.asarray(clip.audio), np.asarray(clip.landmarks5)
+
+
+def talking(path: Path, seconds: float = 24.0, seed: int = 777) -> Path:
+    """One SynthTalk person talking for ``seconds``."""
+    return write_footage(path, *synth(seed, seconds))
+
+
+def silent(path: Path, seconds: float = 24.0) -> Path:
+    """A talking face with a silent soundtrack (low hiss)."""
+    frames, audio, marks = synth(778, seconds)
+    hiss = np.random.default_rng(0).normal(0, 1e-3, len(audio))
+    return write_footage(path, frames, hiss, marks)
+
+
+def no_face(path: Path, seconds: float = 6.0) -> Path:
+    """Grey noise frames with speech: nothing a face detector can find."""
+    _, audio, _ = synth(779, seconds)
+    n = int(seconds * FPS)
+    frames = np.random.default_rng(1).integers(90, 110, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    return write_footage(path, frames, audio)
+
+
+def leaving(path: Path, seconds: float = 24.0) -> Path:
+    """The face slides out of the frame to the right over the second half and stays out."""
+    frames, audio, marks = synth(780, seconds)
+    n = len(frames)
+    shift = np.clip((np.arange(n) - n // 2) * 4, 0, SIZE).astype(int)  # px per frame
+    out = np.zeros_like(frames)
+    for i, s in enumerate(shift):
+        out[i, :, s:] = frames[i, :, : SIZE - s]
+    marks = marks + np.stack([shift, np.zeros(n)], 1)[:, None].astype(np.float32)
+    marks[shift >= SIZE] = np.nan
+    return write_footage(path, out, audio, marks)
+
+
+def two_people(path: Path, first: float, second: float, turns: int = 1) -> Path:
+    """Person A then person B (``turns`` times each), seconds ``first`` / ``second`` per turn."""
+    a, b = synth(781, first * turns), synth(790, second * turns)
+    fa, fb = int(first * FPS), int(second * FPS)
+    sa, sb = int(first * SR), int(second * SR)
+    frames, audio, marks = [], [], []
+    for k in range(turns):
+        frames += [a[0][k * fa : (k + 1) * fa], b[0][k * fb : (k + 1) * fb]]
+        audio += [a[1][k * sa : (k + 1) * sa], b[1][k * sb : (k + 1) * sb]]
+        marks += [a[2][k * fa : (k + 1) * fa], b[2][k * fb : (k + 1) * fb]]
+    return write_footage(path, np.concatenate(frames), np.concatenate(audio), np.concatenate(marks))

@@ -1,0 +1,121 @@
+"""`lipforcing avatar create` end to end at smoke size on SynthTalk footage (a few steps per
+stage): the chain runs, resumes after an interruption without redoing finished stages, and the
+avatar loads, streams through the product engine and carries its held-out report. Unusable
+footage is refused with one message and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from avatar_helpers import leaving, no_face, silent, talking
+
+from lipforcing.avatar.bundle import Avatar
+from lipforcing.cli.main import main
+from lipforcing.streaming.session import StreamSession
+
+TARGETS = {
+    "mouth_psnr_gap_db",
+    "sync_c_share_of_real",
+    "best_offset_frames",
+    "lip_r_share_of_real",
+    "other_sync_c_over_source",
+    "engine_fps",
+}
+
+
+def create(video, out, *extra):
+    return main(["avatar", "create", str(video), "--out", str(out), "--quick", *extra])
+
+
+@pytest.mark.timeout(1200)
+def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypatch, capsys):
+    from lipforcing.avatar import train
+
+    video = talking(tmp_path / "in" / "me.mp4", seconds=24.0)
+    out = tmp_path / "me.avatar"
+    work = tmp_path / "me.avatar.partial"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:  # interrupted in Stage 1: nothing looks finished
+        m.setattr(train, "distill_stage1", interrupted)
+        assert create(video, out, "--keep-work") == 130
+    assert not out.exists() and (work / "teacher" / "teacher.safetensors").is_file()
+    with pytest.raises(Exception, match="not a lipforcing avatar"):
+        Avatar.load(work)
+    done = {p: p.stat().st_mtime_ns for p in work.glob("*/*.safetensors")}
+    assert create(video, out, "--keep-work") == 0  # resumes
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished stages kept
+    log = capsys.readouterr().out
+    assert "estimated time:" in log and "| me.mp4 | 24.0 | 100% |" in log
+
+    avatar = Avatar.load(out)
+    card = avatar.card
+    assert card["trained_on"]["heldout_seconds"] == pytest.approx(3.6)
+    assert card["trained_on"]["train_seconds"] == pytest.approx(20.4)
+    assert card["init"] == "builtin" and card["tool_version"] and len(card["identity"]) == 128
+    for name in ("student.safetensors", "codec.safetensors", "syncnet.safetensors"):
+        assert name in card["files"]
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report["targets"]) == TARGETS
+    assert all(math.isfinite(v["value"]) for v in report["targets"].values())
+    assert report["summary"]["real"]["lip_r"] > 0.3  # SynthTalk mouths follow their speech
+    assert report["side_by_side"]["teacher"]["steps"] == 50
+    for name in ("report.md", "contact_sheet.png", "lip_sync.png"):
+        assert (out / "report" / name).stat().st_size > 0
+
+    pipe = avatar.pipeline()
+    source = avatar.source(pipe.preset.media)
+    assert len(source) == 50 and source.frames.shape[1:] == (128, 128, 3)
+    session = StreamSession(pipe, source, seed=0)
+    session.push_audio(np.zeros(16_000, np.float32))
+    session.close()
+    frames = [f.image for f in session.frames()][:25]
+    assert len(frames) == 25 and frames[0].shape == (128, 128, 3)
+
+    assert main(["avatar", "list", str(tmp_path)]) == 0
+    assert "me\t" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: silent(p), "speech in only"),
+        (lambda p: talking(p, seconds=10.0), "only 10.0 s of footage with a usable face"),
+        (lambda p: no_face(p), "face found in only 0%"),
+        (lambda p: leaving(p), "leaves the frame in 48% of the frames (at 12.5-24.0 s)"),
+    ],
+    ids=["silence", "short", "no-face", "leaves-frame"],
+)
+def test_unusable_footage_is_refused_and_leaves_nothing(tmp_path, capsys, make, message):
+    video = make(tmp_path / "clip.mp4")
+    assert create(video, tmp_path / "x.avatar") == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert last.startswith("error: ") and message in last
+    assert not (tmp_path / "x.avatar").exists() and not (tmp_path / "x.avatar.partial").exists()
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    video = talking(tmp_path / "me.mp4", seconds=2.0)
+    (tmp_path / "c.avatar").mkdir()
+    cases = [
+        (
+            ["avatar", "create", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "a.avatar")],
+            "no such video",
+        ),
+        (["avatar", "create", str(video), "--out", str(tmp_path / "a.folder")], ".avatar folder"),
+        (["avatar", "create", str(video), "--out", str(tmp_path / "c.avatar")], "already exists"),
+        (["avatar", "info", str(tmp_path)], "not a lipforcing avatar"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    work = tmp_path / "b.avatar.partial"
+    work.mkdir()
+    (work / "settings.json").write_text(json.dumps({"inputs": []}))
+    assert main(["avatar", "create", str(video), "--out", str(tmp_path / "b.avatar")]) == 2
+    assert "partial build with other inputs" in capsys.readouterr().err
