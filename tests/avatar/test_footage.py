@@ -103,9 +103,7 @@ def test_no_face_is_refused():
 def test_a_face_leaving_the_frame_is_refused_with_where():
     usable = np.ones(750, bool)
     usable[500:] = False
-    with pytest.raises(
-        FootageError, match=r"a.mp4: the face leaves the frame in 33%.*20\.0-30\.0 s"
-    ):
+    with pytest.raises(FootageError, match=r"a.mp4: .* leaves the frame in 33%.*20\.0-30\.0 s"):
         check(scan("a", usable=usable))
 
 
