@@ -65,6 +65,8 @@ def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypat
     assert all(math.isfinite(v["value"]) for v in report["targets"].values())
     assert report["summary"]["real"]["lip_r"] > 0.3  # SynthTalk mouths follow their speech
     assert report["side_by_side"]["teacher"]["steps"] == 50
+    assert report["seen"]["clips"] == ["me from 16.8 s"]  # as many frames as held out (3.6 s)
+    assert report["seen"]["summary"]["own"]["mouth_psnr"] > 0
     for name in ("report.md", "contact_sheet.png", "lip_sync.png"):
         assert (out / "report" / name).stat().st_size > 0
 

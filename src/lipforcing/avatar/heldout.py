@@ -100,9 +100,10 @@ def other_utterance(given: Path | None, train_dir: Path, frames: int, fps: float
     return audio, label
 
 
-def score_and_write(avatar_dir: Path, clips, other, sbs, extra: dict, out: Path) -> dict:
-    """Score ``clips`` with the avatar's networks and write the report into ``out``."""
-    from lipforcing.avatar.report import build_report, write_report
+def score_and_write(avatar_dir: Path, clips, other, sbs, extra: dict, out: Path, seen=()) -> dict:
+    """Score ``clips`` with the avatar's networks and write the report into ``out``; ``seen``:
+    clips of training footage, scored with their own audio as a diagnostic."""
+    from lipforcing.avatar.report import build_report, summarise, write_report
     from lipforcing.avatar.scoring import Networks, score_clip
     from lipforcing.evaluation.lpips import LPIPS
     from lipforcing.evaluation.syncnet import load_syncnet
@@ -121,6 +122,12 @@ def score_and_write(avatar_dir: Path, clips, other, sbs, extra: dict, out: Path)
     }
     if sbs is not None:
         extra["side_by_side"] = sbs(pipe.codec, syncnet)
+    if seen:
+        seen_scores = [score_clip(nets, c, None) for c in seen]
+        extra["seen"] = {
+            "clips": [f"{c.name} from {c.start_s:.1f} s" for c in seen],
+            "summary": summarise(seen_scores),
+        }
     report = build_report(scores, extra)
     write_report(report, scores, pipe.preset, out)
     return report
@@ -145,7 +152,33 @@ def write_heldout_report(
 
     extra = {"avatar": name, "tool_version": __version__, "provenance": provenance()}
     extra["init"] = cfg.init
-    return score_and_write(avatar_dir, clips, other, sbs, extra, out)
+    seen = seen_clips(report, held_dir.parent / "train", sum(len(c) for c in clips))
+    return score_and_write(avatar_dir, clips, other, sbs, extra, out, seen)
+
+
+def seen_clips(report, train_dir: Path, frames: int) -> list[HeldOutClip]:
+    """As many frames of training footage as were held out: the end of the last training
+    segment (the footage nearest to the held-out end)."""
+    scans = {s.name: s for s in report.scans}
+    g = [g for g in report.segments if g.part == "train"][-1]
+    n = min(frames, g.stop - g.start)
+    clip = shard_clip(train_dir / g.name, Path(scans[g.name].source), g.start, g.stop - g.start)
+    return [_tail(clip, n)]
+
+
+def _tail(clip: HeldOutClip, n: int) -> HeldOutClip:
+    spf = len(clip.audio) // len(clip)
+    k = len(clip) - n
+    return HeldOutClip(
+        clip.name,
+        clip.frames[k:],
+        clip.crops[k:],
+        clip.transforms[k:],
+        clip.usable[k:],
+        clip.audio[k * spf :],
+        clip.fps,
+        clip.start_s + k / clip.fps,
+    )
 
 
 __all__ = [

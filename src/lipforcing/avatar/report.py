@@ -33,7 +33,7 @@ SHEET_TILE = 120
 def summarise(clips: list[dict]) -> dict:
     """Frame-weighted means over clips of every scalar score; offsets and lags per clip."""
     out: dict = {}
-    for key in ENTRIES:
+    for key in (k for k in ENTRIES if k in clips[0]):
         rows = [c[key] for c in clips]
         weights = np.array(
             [c["frames"] if key in ("real", "own") else c["other_frames"] for c in clips], float
@@ -243,6 +243,22 @@ def markdown(report: dict) -> str:
             "",
             f"Student / teacher speed: {sbs['speedup']:.1f}x.",
         ]
+    seen = report.get("seen")
+    if seen:
+        lines += [
+            "",
+            f"## Diagnostic: footage it was trained on ({', '.join(seen['clips'])})",
+            "",
+            "The same measures on as many frames of the training footage, driven by their own "
+            "audio: the gap to the held-out rows above is what the model did not generalise.",
+            "",
+            "| video | mouth PSNR (dB) | SSIM | LPIPS | Sync-C | Sync-D | offset "
+            "| lip-envelope r (lag) |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for key, label in (("real", "real footage"), ("codec", "codec reconstruction")):
+            lines.append(_row(label, seen["summary"][key]))
+        lines.append(_row("generated, own audio", seen["summary"]["own"]))
     lines += ["", "![mouths over time](contact_sheet.png)", "", "![lip opening](lip_sync.png)", ""]
     return "\n".join(lines)
 

@@ -156,51 +156,53 @@ def real_boxes(frames: np.ndarray) -> np.ndarray:
     return detect_landmarks(frames)[1]
 
 
-def score_clip(nets: Networks, clip: HeldOutClip, other: np.ndarray, seed: int = 0) -> dict:
+def score_clip(nets: Networks, clip: HeldOutClip, other: np.ndarray | None, seed: int = 0) -> dict:
     """Every number of the held-out report for one clip (see the module docstring).
 
-    Returns a dict with ``real``, ``codec``, ``own`` (generated with its own audio), ``other``
-    (generated with the other utterance) and ``source_other`` (unmodified frames, other
-    utterance) entries, and ``series`` (per-frame lip opening and envelopes) for the plots.
+    Returns a dict with ``real``, ``codec``, ``own`` (generated with its own audio) and, unless
+    ``other`` is None, ``other`` (generated with the other utterance) and ``source_other``
+    (unmodified frames, other utterance) entries; ``series`` (per-frame lip opening and
+    envelopes) and ``crops`` for the figures.
     """
-    spf = len(clip.audio) // len(clip)
-    n_other = min(len(clip), len(other) // spf)
-    other = np.asarray(other[: n_other * spf], np.float32)
     boxes = real_boxes(clip.frames)
     own = generate(nets, clip, clip.audio, seed)
-    dub = generate(nets, clip, other, seed)
     rec = codec_reconstruction(nets, clip.crops)
-    keep = clip.usable.copy()
-    t_rec = len(rec)
+    keep, t_rec = clip.usable.copy(), len(rec)
     out = {
         "frames": len(clip),
-        "other_frames": n_other,
-        "real": {**sync_scores(nets, clip.crops, clip.audio)},
+        "real": sync_scores(nets, clip.crops, clip.audio),
         "codec": image_scores(nets, rec, clip.crops[:t_rec], keep[:t_rec]),
         "own": {
             **image_scores(nets, own.crops, clip.crops, keep),
             **sync_scores(nets, own.crops, clip.audio),
             "engine_fps": own.gen_fps,
         },
-        "other": {
-            **image_scores(nets, dub.crops, clip.crops[:n_other], keep[:n_other]),
+    }
+    videos = [("real", clip.frames, clip.audio, boxes), ("own", own.frames, clip.audio, boxes)]
+    crops = {"real": clip.crops, "codec": rec, "own": own.crops}
+    if other is not None:
+        spf = len(clip.audio) // len(clip)
+        n = min(len(clip), len(other) // spf)
+        other = np.asarray(other[: n * spf], np.float32)
+        dub = generate(nets, clip, other, seed)
+        out["other_frames"] = n
+        out["other"] = {
+            **image_scores(nets, dub.crops, clip.crops[:n], keep[:n]),
             **sync_scores(nets, dub.crops, other),
             "engine_fps": dub.gen_fps,
-        },
-        "source_other": sync_scores(nets, clip.crops[:n_other], other),
-    }
+        }
+        out["source_other"] = sync_scores(nets, clip.crops[:n], other)
+        videos += [
+            ("other", dub.frames, other, boxes[:n]),
+            ("source_other", clip.frames[:n], other, boxes[:n]),
+        ]
+        crops["other"] = dub.crops
     series = {}
-    for key, frames, audio, b in (
-        ("real", clip.frames, clip.audio, boxes),
-        ("own", own.frames, clip.audio, boxes),
-        ("other", dub.frames, other, boxes[:n_other]),
-        ("source_other", clip.frames[:n_other], other, boxes[:n_other]),
-    ):
+    for key, frames, audio, b in videos:
         lips = lip_scores(frames, audio, clip.fps, b)
         out[key] |= {"lip_r": lips["lip_r"], "lip_lag": lips["lip_lag"]}
         series[key] = {"opening": lips["opening"], "envelope": lips["envelope"]}
-    out["series"] = series
-    out["crops"] = {"real": clip.crops, "codec": rec, "own": own.crops, "other": dub.crops}
+    out["series"], out["crops"] = series, crops
     return out
 
 
