@@ -145,7 +145,7 @@ def create_avatar(
         cache = train.latent_cache(train_dir, codec, cfg, work / "latents_train.pt", train=True)
         held = train.latent_cache(held_dir, codec, cfg, work / "latents_heldout.pt", train=False)
         log(f"{cache['x0'].shape[0]} training windows, {held['x0'].shape[0]} held-out windows")
-    reward = train.reward_fn(codec, syncnet)
+    reward = train.reward_fn(codec, syncnet, cfg)
     rc = cfg.recipe
     with run.stage("teacher", f"{rc.teacher.optim.steps} steps"):
         paths_ = {"teacher": train.distill_teacher(cache, cfg, preset, work)}

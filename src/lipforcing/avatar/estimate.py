@@ -80,6 +80,7 @@ def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
     from lipforcing.codecs.train import train_step as codec_step
     from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
     from lipforcing.distill.dmd import critic_step, student_step
+    from lipforcing.distill.draws import Draws
     from lipforcing.distill.latents import make_batch
     from lipforcing.distill.reward import syncnet_reward
     from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig
@@ -107,8 +108,10 @@ def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
     batch = make_batch(cache, micro, pack, frames)
     s2_frames = rc.stage2.num_chunks * preset.causal.chunk_frames
     s2 = make_batch(cache, torch.arange(rc.stage2.optim.micro_batch) % len(micro), pack, s2_frames)
-    reward = syncnet_reward(codec.eval(), net.eval())
+    reward = syncnet_reward(codec.eval(), net.eval(), rc.stage2.reward)
     causal, sched, d2 = preset.causal, preset.schedule, rc.stage2
+    d1 = Draws.for_micro_batch(cfg.seed, 0, 0, len(micro))
+    d2_draws = Draws.for_micro_batch(cfg.seed, 0, 0, rc.stage2.optim.micro_batch)
 
     def backward(step):
         return lambda: step()[0].backward()
@@ -118,14 +121,18 @@ def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
     return {
         "codec": _timed(backward(lambda: codec_step(codec.train(), video, cc, g))),
         "syncnet": _timed(backward(lambda: contrastive_loss(net.train(), sync_batch))),
-        "teacher": _timed(backward(lambda: teacher_step(teacher, batch, rc.teacher, g))),
+        "teacher": _timed(backward(lambda: teacher_step(teacher, batch, rc.teacher, d1))),
         "stage1": _timed(
-            backward(lambda: diffusion_forcing_step(student, batch, rc.stage1, causal, sched, g))
+            backward(lambda: diffusion_forcing_step(student, batch, rc.stage1, causal, sched, d1))
         ),
-        "critic": _timed(backward(lambda: critic_step(teacher, student, s2, d2, causal, sched, g))),
+        "critic": _timed(
+            backward(lambda: critic_step(teacher, student, s2, d2, causal, sched, d2_draws))
+        ),
         "student": _timed(
             backward(
-                lambda: student_step(student, teacher, teacher, s2, d2, causal, sched, g, reward)
+                lambda: student_step(
+                    student, teacher, teacher, s2, d2, causal, sched, d2_draws, reward
+                )
             )
         ),
         "encode": _timed(lambda: _encode(codec, preset, frames)),

@@ -124,13 +124,14 @@ def distill_stage2(cache: dict, paths: dict, cfg: AvatarConfig, work: Path, rewa
     )
 
 
-def reward_fn(codec_path: Path, syncnet_path: Path):
+def reward_fn(codec_path: Path, syncnet_path: Path, cfg: AvatarConfig):
     """Stage 2's SyncNet reward: the person's SyncNet on crops decoded by the person's codec."""
     from lipforcing.codecs import load_codec
     from lipforcing.distill.reward import syncnet_reward
     from lipforcing.evaluation.syncnet import load_syncnet
 
-    return syncnet_reward(load_codec(codec_path).eval(), load_syncnet(syncnet_path))
+    codec, net = load_codec(codec_path).eval(), load_syncnet(syncnet_path)
+    return syncnet_reward(codec, net, cfg.recipe.stage2.reward)
 
 
 __all__ = [
