@@ -75,3 +75,28 @@ def two_people(path: Path, first: float, second: float, turns: int = 1) -> Path:
         audio += [a[1][k * sa : (k + 1) * sa], b[1][k * sb : (k + 1) * sb]]
         marks += [a[2][k * fa : (k + 1) * fa], b[2][k * fb : (k + 1) * fb]]
     return write_footage(path, np.concatenate(frames), np.concatenate(audio), np.concatenate(marks))
+
+
+def untrained_avatar(folder: Path, name: str = "me", seconds: float = 2.0) -> Path:
+    """A valid ``NAME.avatar`` written by the library's own functions, with the built-in
+    networks instead of trained ones (for tests of the commands that use an avatar)."""
+    import shutil
+
+    from lipforcing.avatar.bundle import finalise, write_base
+    from lipforcing.config import get_preset
+    from lipforcing.media.faces import track_from_landmarks
+    from lipforcing.streaming.pipeline import shipped_asset
+
+    video = talking(folder / "footage" / f"{name}.mp4", seconds=seconds)
+    staged = folder / f"{name}.avatar.partial"
+    staged.mkdir(parents=True)
+    for asset in ("student.safetensors", "student.json", "codec.safetensors"):
+        shutil.copy(shipped_asset(asset), staged / asset)
+    for asset in ("syncnet.safetensors", "syncnet.json"):
+        shutil.copy(shipped_asset(asset), staged / asset)
+    media = get_preset("tiny").media
+    marks = np.load(video.with_suffix(".npz"))["landmarks5"].astype(np.float64)
+    track = track_from_landmarks(marks, np.isfinite(marks).all((1, 2)), media, (SIZE, SIZE))
+    n = len(marks)
+    write_base(video, 0, n, track.transforms, track.found, media, staged / "source")
+    return finalise(staged, folder / f"{name}.avatar", {"name": name, "preset": "tiny"})

@@ -81,11 +81,12 @@ class Avatar:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    def pipeline(self, *, device: str = "cpu"):
+    def pipeline(self, **load):
+        """The avatar's student and codec (``load``: Pipeline.load's keyword arguments)."""
         from lipforcing.streaming.pipeline import Pipeline
 
         return Pipeline.load(
-            self.file("student.safetensors"), self.file("codec.safetensors"), device=device
+            self.file("student.safetensors"), self.file("codec.safetensors"), **load
         )
 
     def source(self, media_cfg):
@@ -118,6 +119,35 @@ class Avatar:
             "targets_met": sum(bool(v.get("met")) for v in held.values()),
             "targets": len(held),
         }
+
+
+def stream_inputs(
+    avatar: str | Path | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    video: str | Path | None = None,
+    device: str = "cpu",
+):
+    """(pipeline, source) of a stream: an avatar's student, codec and idle base (``video``
+    replaces the base), or ``checkpoint`` (default: the built-in student) with ``video``
+    (default: the built-in SynthTalk face). For the integrations' workers and examples."""
+    from lipforcing.errors import UserError
+    from lipforcing.streaming.pipeline import Pipeline, shipped_checkpoint
+    from lipforcing.streaming.source import Source
+
+    if avatar and checkpoint:
+        raise UserError("an avatar brings its own student; give an avatar or a checkpoint")
+    if avatar:
+        a = Avatar.load(avatar)
+        pipeline = a.pipeline(device=device)
+        media = pipeline.preset.media
+        return pipeline, Source.from_file(video, media) if video else a.source(media)
+    pipeline = Pipeline.load(checkpoint or shipped_checkpoint(), device=device)
+    if video:
+        return pipeline, Source.from_file(video, pipeline.preset.media)
+    from lipforcing.streaming.builtin import builtin_sample
+
+    return pipeline, builtin_sample(pipeline.preset).source
 
 
 def read_card(path: Path) -> dict:
@@ -243,5 +273,6 @@ __all__ = [
     "list_avatars",
     "pick_base",
     "read_card",
+    "stream_inputs",
     "write_base",
 ]

@@ -33,11 +33,17 @@ from lipforcing.errors import MediaError, UserError
 PRESET = "tiny"  # the CPU scale: the only preset an avatar is trained at
 
 
-class Run:
-    """Stage headers, wall times (kept across resumes in ``timings.json``) and the log."""
+STAGES = ("footage", "estimate", "codec", "syncnet", "latents", "teacher", "stage1", "stage2")
+STAGES += ("avatar",)
 
-    def __init__(self, work: Path, stages: int, log=print) -> None:
-        self.work, self.stages, self.log, self.index = work, stages, log, 0
+
+class Run:
+    """Stage headers, wall times (kept across resumes in ``timings.json``), the log, and
+    ``progress.json`` (the current stage, when it started, its estimate and the estimates of
+    the stages after it) for anyone watching the build (the server's page)."""
+
+    def __init__(self, work: Path, log=print) -> None:
+        self.work, self.log, self.index = work, log, 0
         self.path = work / "timings.json"
         self.timings = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.estimate: dict[str, float] = {}
@@ -49,13 +55,46 @@ class Run:
         self.index += 1
         est = self.estimate.get(name)
         note = f" (estimate {est / 60:.1f} min)" if est else ""
-        self.log(f"[{self.index}/{self.stages}] {name}: {what}{note}")
+        self.log(f"[{self.index}/{len(STAGES)}] {name}: {what}{note}")
+        later = STAGES[STAGES.index(name) + 1 :]
+        progress = {
+            "stage": name,
+            "index": self.index,
+            "stages": len(STAGES),
+            "what": what,
+            "started": time.time(),
+            "estimate_s": est,
+            "later_s": sum(self.estimate.get(s, 0.0) for s in later) if self.estimate else None,
+        }
+        _write_json(self.work / "progress.json", progress)
         start = time.perf_counter()
         yield
         spent = time.perf_counter() - start
         self.timings[name] = self.timings.get(name, 0.0) + spent
         self.timings.setdefault("load_average", {})[name] = round(os.getloadavg()[0], 2)
         self.path.write_text(json.dumps(self.timings, indent=2))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def read_progress(work: Path) -> dict | None:
+    """The build's current stage with ``elapsed_s`` and ``left_s`` (None before it starts)."""
+    path = work / "progress.json"
+    try:
+        p = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    elapsed = time.time() - p["started"]
+    if p.get("estimate_s") is not None and p.get("later_s") is not None:
+        p["left_s"] = max(p["estimate_s"] - elapsed, 0.0) + p["later_s"]
+    p["elapsed_s"] = elapsed
+    return p
 
 
 def output_path(out: str | Path) -> Path:
@@ -120,7 +159,7 @@ def create_avatar(
         raise MediaError(f"no such audio file: {other}")
     preset = get_preset(PRESET)
     work = open_work(out, paths, cfg, other)
-    run = Run(work, 9, log)
+    run = Run(work, log)
     started = time.perf_counter()
     try:
         with run.stage("footage", f"scanning {len(paths)} video(s)"):
@@ -286,4 +325,4 @@ def _card(out: Path, inputs, report, cfg, run: Run, started: float, staged: Path
     }
 
 
-__all__ = ["create_avatar", "input_paths", "open_work", "output_path"]
+__all__ = ["STAGES", "create_avatar", "input_paths", "open_work", "output_path", "read_progress"]

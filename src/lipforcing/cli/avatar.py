@@ -16,11 +16,29 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Personal avatars: train the whole lip-sync chain on one person's footage, on the CPU, and
+stream that person with 'lipforcing sync|serve|demo --avatar NAME.avatar'. Actions: create,
+report, info, list; run 'lipforcing avatar ACTION --help' for an action's options."""
+
+CREATE = """\
+Create NAME.avatar from 1-3 minutes of one person talking to the camera (a video whose speech
+is in a .wav of the same name beside it counts as one input). Prints a footage report first
+and refuses unusable footage with what to record instead; then prints a time estimate and
+trains the codec, SyncNet, teacher, Stage 1 and Stage 2 on the person, each stage with a
+progress bar. The last 15% of the footage is never trained on: the held-out report
+(NAME.avatar/report/report.md) scores the avatar on it. Rerun the same command to resume."""
+
+REPORT = """\
+Score an avatar on new footage of its person (footage it was never trained on), driven by its
+own audio and by --other-audio: mouth PSNR / SSIM / LPIPS, the person's SyncNet, the
+lip-opening / speech-envelope correlation. Writes report.md, report.json and two figures."""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="avatar_command", metavar="ACTION")
     sub.required = True
-    c = sub.add_parser("create", help="train an avatar on a person's footage")
+    c = sub.add_parser("create", help="train an avatar on a person's footage", description=CREATE)
     c.add_argument("videos", nargs="+", metavar="VIDEO", help="footage of one person speaking")
     c.add_argument("--out", required=True, help="the avatar folder to write (NAME.avatar)")
     c.add_argument(
@@ -35,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--seed", type=int, default=0, help="seed of every stage")
     c.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     c.set_defaults(_action=create)
-    r = sub.add_parser("report", help="score an avatar on new footage of the person")
+    r = sub.add_parser(
+        "report", help="score an avatar on new footage of the person", description=REPORT
+    )
     r.add_argument("avatar", help="NAME.avatar folder")
     r.add_argument("--video", required=True, help="footage of the person never trained on")
     r.add_argument("--other-audio", required=True, help="other speech to drive the footage with")
@@ -43,10 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--seconds", type=float, default=20.0, help="seconds of footage to score")
     r.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     r.set_defaults(_action=report)
-    i = sub.add_parser("info", help="print an avatar's card")
+    i = sub.add_parser(
+        "info", help="print an avatar's card", description="Print an avatar's card (JSON)."
+    )
     i.add_argument("avatar", help="NAME.avatar folder")
     i.set_defaults(_action=info)
-    ls = sub.add_parser("list", help="list the avatars in a folder")
+    ls = sub.add_parser(
+        "list",
+        help="list the avatars in a folder",
+        description="List the avatars (NAME.avatar folders) in a folder.",
+    )
     ls.add_argument("folder", nargs="?", default=".", help="folder holding NAME.avatar folders")
     ls.set_defaults(_action=list_)
 

@@ -49,16 +49,17 @@ def run(args: argparse.Namespace) -> int:
     from lipforcing.errors import UserError
     from lipforcing.media.io import write_video
 
-    if (args.video is None) != (args.audio is None):
+    if (args.video is None) != (args.audio is None) and not args.avatar:
         raise UserError("give both --video and --audio, or neither for the built-in sample")
     if args.seconds <= 0:
         raise UserError(f"--seconds must be positive, got {args.seconds:g}")
-    if args.video is not None:  # every input checked before the model loads
-        from lipforcing.media.inputs import check_source, check_speech
+    from lipforcing.media.inputs import check_source, check_speech
 
+    if args.video is not None:  # every input checked before the model loads
         check_source(args.video)
+    if args.audio is not None:
         check_speech(args.audio)
-    builtin_ckpt = args.checkpoint is None
+    builtin_ckpt = args.checkpoint is None and not args.avatar
     pipeline = options.load_pipeline(args)
     source, audio, label = _inputs(args, pipeline)
     if args.video is not None and builtin_ckpt:
@@ -93,6 +94,14 @@ def _inputs(args, pipeline):
     from lipforcing.streaming.builtin import builtin_sample
     from lipforcing.streaming.source import Source
 
+    if args.avatar:  # the avatar's footage (or --video) saying --audio or new SynthTalk speech
+        source = options.load_source(args, pipeline)
+        if args.audio:
+            audio = read_audio(args.audio, sample_rate=pipeline.preset.audio.sample_rate)
+            return source, audio, f"avatar {args.avatar} with {Path(args.audio).name}"
+        sample = builtin_sample(pipeline.preset, seconds=args.seconds)
+        label = f"avatar {args.avatar} saying SynthTalk speech (seed {sample.speech_seed})"
+        return source, sample.audio, label
     if args.video is None:
         sample = builtin_sample(pipeline.preset, seconds=args.seconds)
         label = (

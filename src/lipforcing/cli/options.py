@@ -73,6 +73,12 @@ def device_and_dtype(args: argparse.Namespace):
 
 def add_student(parser: argparse.ArgumentParser) -> None:
     """The streaming student and what runs beside it (sync, serve, demo)."""
+    parser.add_argument(
+        "--avatar",
+        metavar="NAME.avatar",
+        help="a personal avatar (lipforcing avatar create): its student, codec and, unless "
+        "--video is given, its own footage as the source",
+    )
     add_weights(
         parser,
         help="student weights in any accepted layout (default: the built-in tiny student)",
@@ -125,18 +131,50 @@ def load_pipeline(args: argparse.Namespace):
     from lipforcing.streaming.pipeline import Pipeline, shipped_checkpoint
 
     device, dtype = device_and_dtype(args)
-    pipeline = Pipeline.load(
-        weights_spec(args, args.checkpoint or shipped_checkpoint()),
-        args.codec,
-        device=device,
-        dtype=dtype,
-        wav2vec2=args.wav2vec2,
-        decoder=args.decoder,
-        options=execution_options(args),
-        context=args.context,
-        mask=args.mask,
-        resolution=args.resolution,
-    )
+    load = {"device": device, "dtype": dtype, "options": execution_options(args)}
+    avatar = load_avatar(args)
+    if avatar is not None:
+        pipeline = avatar.pipeline(**load)
+    else:
+        pipeline = Pipeline.load(
+            weights_spec(args, args.checkpoint or shipped_checkpoint()),
+            args.codec,
+            wav2vec2=args.wav2vec2,
+            decoder=args.decoder,
+            context=args.context,
+            mask=args.mask,
+            resolution=args.resolution,
+            **load,
+        )
     for note in pipeline.notes:
         print(f"note: {note}", file=sys.stderr)
     return pipeline
+
+
+def load_avatar(args: argparse.Namespace):
+    """The verified :class:`~lipforcing.avatar.Avatar` of ``--avatar`` (None without it);
+    refused beside options naming another student or codec."""
+    from lipforcing.errors import UserError
+
+    if not getattr(args, "avatar", None):
+        return None
+    own = ("checkpoint", "codec", "decoder", "wav2vec2", "adapter", "context", "mask", "resolution")
+    clash = [f for f in own if getattr(args, f, None)]
+    if clash:
+        raise UserError(f"--avatar brings its own student, codec and inputs; drop --{clash[0]}")
+    from lipforcing.avatar import Avatar
+
+    return Avatar.load(args.avatar)
+
+
+def load_source(args: argparse.Namespace, pipeline, default=None, face=None):
+    """The source: ``--video`` (tracked, driving ``face``: a FaceChoice), else the avatar's idle
+    base with ``--avatar``, else ``default()`` (None without one)."""
+    from lipforcing.streaming.source import Source
+
+    if getattr(args, "video", None):
+        return Source.from_file(args.video, pipeline.preset.media, face=face)
+    avatar = load_avatar(args)
+    if avatar is not None:
+        return avatar.source(pipeline.preset.media)
+    return default() if default is not None else None

@@ -51,7 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="another page origin that may call the server, e.g. https://app.example (repeatable)",
     )
     options.add_student(parser)
-    parser.add_argument("--video", help="default source video or image (default: SynthTalk face)")
+    parser.add_argument(
+        "--video",
+        help="default source video or image (default: the avatar's footage with --avatar, else "
+        "a SynthTalk face)",
+    )
     options.add_device(parser)
     options.add_execution(parser)
     for field, kind, text in LIMIT_FLAGS:
@@ -69,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from lipforcing.streaming.builtin import builtin_sample
     from lipforcing.streaming.scheduler import Scheduler
     from lipforcing.streaming.server import AccessPolicy, check_bind, create_app, serve
-    from lipforcing.streaming.source import Source
 
     check_bind(args.host, args.token)
     limits = limits_from(args)
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     )
     pipeline = options.load_pipeline(args)
     sample = builtin_sample(pipeline.preset)
-    source = Source.from_file(args.video, pipeline.preset.media) if args.video else sample.source
+    source = options.load_source(args, pipeline, default=lambda: sample.source)
     scheduler = Scheduler(pipeline)  # one thread steps every session's chunks, batched
     scheduler.warmup(source)  # one-off start-up costs before the first client, not in its TTFF
     app = create_app(

@@ -18,13 +18,18 @@ from lipforcing.cli import options
 DESCRIPTION = """\
 Lip-sync a video (or a still image) to an audio file, offline. The output keeps the source's
 frame size and frame rate and carries the new audio; the source plays forward and backward
-when the audio outlasts it."""
+when the audio outlasts it. With --avatar NAME.avatar the avatar's own student and codec run,
+and its own footage is the source unless --video is given."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--video", required=True, help="source video or still image")
     parser.add_argument(
-        "--audio", help="driving speech, any format PyAV reads (default: the video's own sound)"
+        "--video", help="source video or still image (with --avatar: its own footage by default)"
+    )
+    parser.add_argument(
+        "--audio",
+        help="driving speech, any format PyAV reads (default: the video's own sound; "
+        "needed with --avatar and no --video)",
     )
     parser.add_argument("--out", required=True, help="output .mp4, .mov or .mkv")
     parser.add_argument(
@@ -51,16 +56,21 @@ def check_inputs(args: argparse.Namespace):
     from lipforcing.media.inputs import check_source, check_speech
 
     face = parse_face(args.face)
+    if not args.video and not args.avatar:
+        raise UserError("give --video (a face to lip-sync) or --avatar NAME.avatar")
+    if not args.video and not args.audio:
+        raise UserError("--avatar without --video needs --audio (the speech to drive it with)")
     options.device_and_dtype(args)  # an unusable --device / --dtype, before the media
     out = Path(args.out)
     if out.suffix.lower() not in {".mp4", ".mov", ".mkv"}:
         raise UserError(f"--out must be an .mp4/.mov/.mkv file, got {out.name}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")
-    inputs = [Path(args.video)] + ([Path(args.audio)] if args.audio else [])
+    inputs = [Path(p) for p in (args.video, args.audio, args.avatar) if p]
     if any(out.resolve() == p.resolve() for p in inputs):
         raise UserError(f"--out {out} would overwrite an input")
-    check_source(args.video, need_audio=args.audio is None)
+    if args.video:
+        check_source(args.video, need_audio=args.audio is None)
     if args.audio:
         check_speech(args.audio)
     return face, out
@@ -71,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     from lipforcing.media.io import read_audio, read_soundtrack, write_video
     from lipforcing.media.vad import SilenceGateConfig
     from lipforcing.streaming.offline import conform_fps, lipsync_offline
-    from lipforcing.streaming.source import Source
 
     face, out = check_inputs(args)
     pipeline = options.load_pipeline(args)
@@ -82,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         audio = read_soundtrack(args.video, sample_rate=rate)
         if audio is None:
             raise MediaError(f"{Path(args.video).name}: the soundtrack is empty; give --audio")
-    source = Source.from_file(args.video, pipeline.preset.media, face=face)
-    print(source.face_report() + "; frames without it are left untouched")
+    source = options.load_source(args, pipeline, face=face)
+    if args.video:
+        print(source.face_report() + "; frames without it are left untouched")
     gate = SilenceGateConfig(enabled=not args.no_silence_gate)
     result = lipsync_offline(
         pipeline, source, audio, seed=args.seed, progress=True, silence_gate=gate
