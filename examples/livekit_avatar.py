@@ -10,6 +10,8 @@ Pair it with ``livekit_agent.py``. Both are LiveKit agent workers on one LiveKit
     python examples/livekit_agent.py start     # the voice agent; dispatches this worker
 
 Settings (environment variables):
+    LIPFORCING_AVATAR      a personal avatar (NAME.avatar from `lipforcing avatar create`): its
+                           student, codec and own footage (LIPFORCING_VIDEO replaces the footage)
     LIPFORCING_VIDEO       the face: a video or image file (default: the built-in SynthTalk face)
     LIPFORCING_CHECKPOINT  student checkpoint (default: the built-in tiny one, CPU real time)
     LIPFORCING_DEVICE      torch device (default: cpu)
@@ -39,17 +41,14 @@ from lipforcing.streaming.integrations.livekit import (
 
 def load(proc: JobProcess) -> None:
     """Once per worker process: the model and the face (tracked once), kept for every job."""
-    from lipforcing.streaming.builtin import builtin_sample
-    from lipforcing.streaming.pipeline import Pipeline, shipped_checkpoint
-    from lipforcing.streaming.source import Source
+    from lipforcing.avatar import stream_inputs
 
-    checkpoint = os.environ.get("LIPFORCING_CHECKPOINT") or shipped_checkpoint()
-    pipeline = Pipeline.load(checkpoint, device=os.environ.get("LIPFORCING_DEVICE", "cpu"))
-    video = os.environ.get("LIPFORCING_VIDEO")
-    if video:
-        source = Source.from_file(video, pipeline.preset.media)
-    else:
-        source = builtin_sample(pipeline.preset).source
+    pipeline, source = stream_inputs(
+        os.environ.get("LIPFORCING_AVATAR"),
+        checkpoint=os.environ.get("LIPFORCING_CHECKPOINT"),
+        video=os.environ.get("LIPFORCING_VIDEO"),
+        device=os.environ.get("LIPFORCING_DEVICE", "cpu"),
+    )
     proc.userdata["pipeline"], proc.userdata["source"] = pipeline, source
 
 

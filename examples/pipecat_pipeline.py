@@ -16,8 +16,10 @@ video out enabled at the face's frame size and the preset's frame rate (25 fps),
 ``video_out_is_live=False``: the processor's images travel in the transport's audio queue
 (``sync_with_audio``), each shown once the audio before it has been sent.
 
-Settings (environment variables): LIPFORCING_VIDEO (the face; default the built-in SynthTalk
-face), LIPFORCING_CHECKPOINT (default the built-in tiny student), LIPFORCING_DEVICE (cpu).
+Settings (environment variables): LIPFORCING_AVATAR (a personal avatar, NAME.avatar from
+``lipforcing avatar create``: its student, codec and own footage), LIPFORCING_VIDEO (the face;
+default the avatar's footage or the built-in SynthTalk face), LIPFORCING_CHECKPOINT (default
+the built-in tiny student), LIPFORCING_DEVICE (cpu).
 """
 
 from __future__ import annotations
@@ -45,17 +47,14 @@ PAUSE_S = 4.0
 @cache
 def model():
     """The student and the face, loaded once per process."""
-    from lipforcing.streaming.builtin import builtin_sample
-    from lipforcing.streaming.pipeline import Pipeline as LipSync
-    from lipforcing.streaming.pipeline import shipped_checkpoint
-    from lipforcing.streaming.source import Source
+    from lipforcing.avatar import stream_inputs
 
-    checkpoint = os.environ.get("LIPFORCING_CHECKPOINT") or shipped_checkpoint()
-    pipeline = LipSync.load(checkpoint, device=os.environ.get("LIPFORCING_DEVICE", "cpu"))
-    video = os.environ.get("LIPFORCING_VIDEO")
-    if video:
-        return pipeline, Source.from_file(video, pipeline.preset.media)
-    return pipeline, builtin_sample(pipeline.preset).source
+    return stream_inputs(
+        os.environ.get("LIPFORCING_AVATAR"),
+        checkpoint=os.environ.get("LIPFORCING_CHECKPOINT"),
+        video=os.environ.get("LIPFORCING_VIDEO"),
+        device=os.environ.get("LIPFORCING_DEVICE", "cpu"),
+    )
 
 
 def transport_params(frame_size: tuple[int, int], fps: float) -> TransportParams:

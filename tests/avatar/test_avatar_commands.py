@@ -66,3 +66,26 @@ def test_clashing_and_broken_avatars_are_one_line_errors(avatar, tmp_path, capsy
     for argv, message in cases:
         assert main(argv) == 2
         assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("example", ["livekit_avatar", "pipecat_pipeline"])
+def test_integration_examples_take_an_avatar(avatar, monkeypatch, example):
+    """LIPFORCING_AVATAR in the voice-agent examples: the avatar's student and footage."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    pytest.importorskip(example.split("_")[0])
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{example}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{example}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("LIPFORCING_AVATAR", str(avatar))
+    if example == "livekit_avatar":
+        proc = SimpleNamespace(userdata={})
+        module.load(proc)
+        pipeline, source = proc.userdata["pipeline"], proc.userdata["source"]
+    else:
+        pipeline, source = module.model()
+    assert pipeline.checkpoint.endswith("me.avatar/student.safetensors")
+    assert len(source) == 50 and source.name == "me (avatar)"
