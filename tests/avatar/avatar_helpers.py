@@ -16,10 +16,12 @@ SIZE = 128  # px: small frames keep the tests fast
 SR = 16_000
 
 
-def write_footage(path: Path, frames, audio, landmarks=None) -> Path:
-    """``path`` (.mp4) + the .wav beside it (+ the .npz of 5-point landmarks when given)."""
+def write_footage(path: Path, frames, audio, landmarks=None, *, sound_inside=False) -> Path:
+    """``path`` (.mp4) + the .wav beside it (+ the .npz of 5-point landmarks when given);
+    ``sound_inside`` also muxes the audio into the mp4 (an upload is one file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(path, np.asarray(frames), FPS)
+    inside = np.asarray(audio, np.float32) if sound_inside else None
+    write_video(path, np.asarray(frames), FPS, inside, SR)
     sf.write(path.with_suffix(".wav"), np.asarray(audio, np.float32), SR, subtype="PCM_16")
     if landmarks is not None:
         np.savez(path.with_suffix(".npz"), landmarks5=np.asarray(landmarks, np.float32))
@@ -36,11 +38,11 @@ def talking(path: Path, seconds: float = 24.0, seed: int = 777) -> Path:
     return write_footage(path, *synth(seed, seconds))
 
 
-def silent(path: Path, seconds: float = 24.0) -> Path:
+def silent(path: Path, seconds: float = 24.0, *, sound_inside: bool = False) -> Path:
     """A talking face with a silent soundtrack (low hiss)."""
     frames, audio, marks = synth(778, seconds)
     hiss = np.random.default_rng(0).normal(0, 1e-3, len(audio))
-    return write_footage(path, frames, hiss, marks)
+    return write_footage(path, frames, hiss, marks, sound_inside=sound_inside)
 
 
 def no_face(path: Path, seconds: float = 6.0) -> Path:
@@ -98,5 +100,6 @@ def untrained_avatar(folder: Path, name: str = "me", seconds: float = 2.0) -> Pa
     marks = np.load(video.with_suffix(".npz"))["landmarks5"].astype(np.float64)
     track = track_from_landmarks(marks, np.isfinite(marks).all((1, 2)), media, (SIZE, SIZE))
     n = len(marks)
-    write_base(video, 0, n, track.transforms, track.found, media, staged / "source")
-    return finalise(staged, folder / f"{name}.avatar", {"name": name, "preset": "tiny"})
+    base = write_base(video, 0, n, track.transforms, track.found, media, staged / "source")
+    card = {"name": name, "preset": "tiny", "base": base}
+    return finalise(staged, folder / f"{name}.avatar", card)

@@ -258,7 +258,15 @@ def write_base(
     np.save(dest / "crops.npy", warp_to_crop(decoded[:n], transforms[:n], media_cfg.crop_size))
     np.save(dest / "transforms.npy", np.asarray(transforms[:n], np.float64))
     np.save(dest / "found.npy", np.asarray(found[:n], bool))
-    return {"video": video.name, "start_s": start / media_cfg.fps, "seconds": n / media_cfg.fps}
+    h, w = decoded.shape[1:3]
+    return {
+        "video": video.name,
+        "start_s": start / media_cfg.fps,
+        "seconds": n / media_cfg.fps,
+        "frames": n,
+        "width": int(w),
+        "height": int(h),
+    }
 
 
 __all__ = [

@@ -26,6 +26,8 @@ LIMIT_FLAGS = (  # fields of ServerLimits on the command line: (field, type, hel
     ("max_source_s", float, "longest source video, s"),
     ("max_source_store_mb", float, "memory for all stored uploads together, MB"),
     ("memory_budget_mb", float, "refuse new sessions / uploads when memory nears this, MB"),
+    ("max_avatar_upload_mb", float, "largest footage upload for an avatar build, MB"),
+    ("max_avatar_s", float, "longest footage for an avatar build, s"),
 )
 
 
@@ -55,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--video",
         help="default source video or image (default: the avatar's footage with --avatar, else "
         "a SynthTalk face)",
+    )
+    parser.add_argument(
+        "--avatars",
+        metavar="DIR",
+        help="a folder of avatars: the page lists them, streams them with their own student, "
+        "and creates new ones there from uploaded footage",
     )
     options.add_device(parser)
     options.add_execution(parser)
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         sample_audio=sample.audio,
         access=access,
         scheduler=scheduler,
+        avatars=args.avatars,
     )
     shown = f"[{args.host}]" if ":" in args.host else args.host
     note = " (the page asks for the token)" if args.token else ""

@@ -13,6 +13,12 @@ Endpoints (all but the page and its static files need the token when one is set,
   422 (not accepted, over a budget, no face, a bad ``face``), 503 (memory budget).
 - ``GET /api/sources/{id}/preview.jpg`` the source's first frame.
 - ``GET /api/sample.wav`` a built-in speech sample (SynthTalk) to stream without a microphone.
+- With ``serve --avatars DIR`` (:mod:`.avatars`): ``GET /api/avatars`` the avatars of the
+  folder and the builds (``building`` with ``progress``: stage, index of 9, ``left_s``;
+  ``ready``; ``failed`` / ``interrupted`` with a message); ``POST /api/avatars?name=NAME`` a raw
+  video body (1-3 min of the person talking, with sound) -> an ``avatar create`` in a child
+  process (409 name taken, 429 a build running, 413 / 422 refused footage). Avatar ``NAME`` is
+  the source id ``avatar:NAME`` (its own student and footage).
 - ``GET /openapi.json`` the API description.
 - ``WS /ws`` one streaming session (protocol below).
 

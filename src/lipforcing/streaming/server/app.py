@@ -28,9 +28,11 @@ from lipforcing.errors import UserError
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.scheduler import Scheduler
 from lipforcing.streaming.server.access import AccessPolicy, HostOriginGuard
+from lipforcing.streaming.server.avatars import AvatarStore
 from lipforcing.streaming.server.capacity import Busy, MemoryGuard, SessionSlots
 from lipforcing.streaming.server.limits import ServerLimits
-from lipforcing.streaming.server.live import Retirer
+from lipforcing.streaming.server.live import Retirer, session_inputs
+from lipforcing.streaming.server.protocol import ProtocolError
 from lipforcing.streaming.server.sources import (
     SourceStore,
     UploadRefused,
@@ -62,6 +64,7 @@ class ServerState:
     scheduler: Scheduler  # steps every session's chunks together (streaming/scheduler.py)
     peers: RtcPeers
     sample_audio: np.ndarray | None = None
+    avatars: AvatarStore | None = None  # serve --avatars DIR
 
 
 def create_app(
@@ -73,11 +76,14 @@ def create_app(
     sample_audio: np.ndarray | None = None,
     access: AccessPolicy | None = None,
     scheduler: Scheduler | None = None,
+    avatars: str | Path | None = None,
 ):
     """The ASGI application (uvicorn serves it; tests drive it on loopback).
 
     ``access`` defaults to loopback Host names and same-origin pages, with ``token``; every
-    session runs on ``scheduler`` (default: one made here), which batches their chunks.
+    session runs on ``scheduler`` (default: one made here), which batches their chunks;
+    ``avatars`` a folder of avatars to list, stream and build (see :mod:`.avatars`; each avatar
+    streams on a scheduler of its own, as it runs its own student).
     """
     access = access or AccessPolicy.create(token)
     limits = limits or ServerLimits()
@@ -93,6 +99,7 @@ def create_app(
         scheduler=scheduler if scheduler is not None else Scheduler(pipeline),
         peers=RtcPeers(),
         sample_audio=sample_audio,
+        avatars=AvatarStore(avatars, pipeline, limits) if avatars is not None else None,
     )
     app = FastAPI(
         title="lipforcing", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
@@ -105,6 +112,8 @@ def create_app(
     app.add_api_route("/api/sample.wav", sample_wav, methods=["GET"])
     app.add_api_route("/api/sources", upload_source, methods=["POST"])
     app.add_api_route("/api/sources/{sid}/preview.jpg", source_preview, methods=["GET"])
+    app.add_api_route("/api/avatars", avatar_status, methods=["GET"])
+    app.add_api_route("/api/avatars", create_avatar, methods=["POST"])
     app.add_api_route("/offer", webrtc_offer, methods=["POST"])
     app.add_api_websocket_route("/ws", websocket_session)
     _register_errors(app)
@@ -119,6 +128,8 @@ async def _lifespan(app: FastAPI):
     await state.peers.close_all()
     await state.retirer.wait()
     state.scheduler.close()
+    if state.avatars is not None:
+        state.avatars.close()
 
 
 def server_state(request: Request | WebSocket) -> ServerState:
@@ -157,9 +168,36 @@ def info(request: Request) -> dict:
         "fps": preset.media.fps,
         "sample_rate": preset.audio.sample_rate,
         "limits": state.limits.public(),
-        "sources": state.sources.describe(),
+        "sources": state.sources.describe() + _avatar_sources(state),
         "sample_audio": state.sample_audio is not None,
+        "avatars": state.avatars is not None,
     }
+
+
+def _avatar_sources(state: ServerState) -> list[dict]:
+    return state.avatars.describe() if state.avatars is not None else []
+
+
+def avatar_status(request: Request) -> dict:
+    """The avatars of the folder and the builds with their progress."""
+    return _avatar_store(require_token(request)).status()
+
+
+async def create_avatar(request: Request, name: str) -> dict:
+    """A raw video body of the person talking -> an avatar build in the background."""
+    state = require_token(request)
+    store = _avatar_store(state)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > state.limits.max_avatar_upload_mb * 1e6:
+        raise UploadRefused(f"footage over {state.limits.max_avatar_upload_mb:g} MB", 413)
+    state.memory.admit_upload()
+    return await store.create(request.stream(), name)
+
+
+def _avatar_store(state: ServerState) -> AvatarStore:
+    if state.avatars is None:
+        raise HTTPException(404, "this server keeps no avatars (serve --avatars DIR)")
+    return state.avatars
 
 
 def sample_wav(request: Request) -> Response:
@@ -196,9 +234,11 @@ def source_preview(request: Request, sid: str) -> Response:
     import cv2
 
     state = require_token(request)
-    if sid not in state.sources:
-        raise HTTPException(404, "no such source")
-    frame = state.sources[sid].frames[0]
+    try:
+        _, source = session_inputs(state, sid)
+    except ProtocolError:
+        raise HTTPException(404, "no such source") from None
+    frame = source.frames[0]
     ok, jpeg = cv2.imencode(
         ".jpg", frame[:, :, ::-1], [int(cv2.IMWRITE_JPEG_QUALITY), PREVIEW_QUALITY]
     )

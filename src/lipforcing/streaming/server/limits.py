@@ -35,6 +35,8 @@ class ServerLimits:
     max_text_message_kb: float = 64.0  # one JSON control message, kilobytes
     max_offer_kb: float = 64.0  # one WebRTC offer body, kilobytes
     memory_budget_mb: float | None = None  # refuse new sessions / uploads above this RSS
+    max_avatar_upload_mb: float = 500.0  # largest footage upload for an avatar build, megabytes
+    max_avatar_s: float = 600.0  # longest footage for an avatar build, seconds
 
     def __post_init__(self) -> None:
         counts = (self.max_uploads, self.max_sources, self.max_sessions)
@@ -50,6 +52,8 @@ class ServerLimits:
             self.auth_timeout_s,
             self.max_audio_message_s,
             self.max_pending_s,
+            self.max_avatar_upload_mb,
+            self.max_avatar_s,
         )
         if min(sizes) <= 0:
             raise UserError("server limits must be positive")

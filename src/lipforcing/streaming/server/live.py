@@ -21,20 +21,29 @@ log = logging.getLogger(__name__)
 RETIRE_THREADS = 2  # threads that stop finished sessions
 
 
+def session_inputs(state, sid: str):
+    """(scheduler, source) of source id ``sid``: a stored source on the server's scheduler
+    (the server's student), or an avatar (``avatar:NAME``) on its own scheduler with its own
+    student (ProtocolError for an unknown id)."""
+    if sid in state.sources:
+        return state.scheduler, state.sources[sid]
+    if state.avatars is not None and state.avatars.has(sid):
+        return state.avatars.inputs(sid)
+    raise ProtocolError(f"unknown source {sid[:40]!r}", fatal=True)
+
+
 async def open_session(state, options: SessionOptions) -> StreamSession:
     """A new session on the chosen source (ProtocolError for an unknown source)."""
-    if options.source not in state.sources:
-        raise ProtocolError(f"unknown source {options.source[:40]!r}", fatal=True)
+    scheduler, source = await asyncio.to_thread(session_inputs, state, options.source)
     state.memory.admit_session()
-    source = state.sources[options.source]
     return await asyncio.to_thread(
         StreamSession,
-        state.pipeline,
+        scheduler.pipeline,
         source,
         seed=options.seed,
         realtime=options.realtime,
         max_pending_s=state.limits.max_pending_s,
-        scheduler=state.scheduler,
+        scheduler=scheduler,
     )
 
 

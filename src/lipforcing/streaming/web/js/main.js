@@ -3,6 +3,7 @@
 // comes back with the audio it plays. Transports live in their own modules.
 import { api, setToken, takeTokenFromFragment } from "./api.js";
 import { fromFileBytes, microphone } from "./audio-input.js";
+import { Avatars } from "./avatars.js";
 import { Sources } from "./sources.js";
 import { Stage } from "./stage.js";
 import { StatsPanel } from "./stats.js";
@@ -20,6 +21,10 @@ function status(text, isError = false) {
 const stage = new Stage($("out"), $("video"));
 const stats = new StatsPanel($("stats"));
 const sources = new Sources($("source"), stage, status);
+const avatars = new Avatars($("avatar-panel"), (name) => {
+  status(`avatar ${name} is ready`);
+  loadInfo();
+}, status);
 let transport = null;
 let input = null;
 let meter = null;
@@ -37,6 +42,7 @@ async function loadInfo() {
     $("model").textContent = `${info.preset} · ${info.checkpoint} · ${info.fps} fps`;
     sources.fill(info.sources);
     $("sample").disabled = !info.sample_audio;
+    if (info.avatars) avatars.show();
     return info;
   } catch (err) {
     if (err.status === 401) {
