@@ -50,6 +50,20 @@ def test_summary_weights_clips_by_frames():
     assert s["own"]["mouth_psnr"] == pytest.approx((100 * 30 + 300 * 26) / 400)
     assert s["other"]["sync_c"] == pytest.approx((50 * 0.2 + 150 * 0.4) / 200)
     assert s["own"]["offset"] == [0, 2]
+    assert s["codec"]["mouth_psnr"] == pytest.approx((100 * 32 + 300 * 28) / 400)
+
+
+def test_summary_without_an_other_utterance():
+    """The seen-footage diagnostic scores no other utterance: no ``other_frames`` needed."""
+    clips = []
+    for frames, psnr in ((100, 30.0), (300, 26.0)):
+        c = clip(frames, 0, psnr, 0.3)
+        for key in ("other_frames", "other", "source_other"):
+            del c[key]
+        clips.append(c)
+    s = summarise(clips)
+    assert set(s) == {"real", "codec", "own"}
+    assert s["codec"]["mouth_psnr"] == pytest.approx((100 * 32 + 300 * 28) / 400)
 
 
 def test_targets_report_value_threshold_and_margin():

@@ -25,6 +25,7 @@ from lipforcing.avatar.scoring import mouth_region
 
 WEIGHTED = ("mouth_psnr", "mouth_ssim", "mouth_lpips", "sync_c", "sync_d", "lip_r", "engine_fps")
 ENTRIES = ("real", "codec", "own", "other", "source_other")
+OTHER = ("other", "source_other")  # entries scored on the other utterance's frames only
 TARGET_FPS = 25.0
 SHEET_COLUMNS = 12
 SHEET_TILE = 120
@@ -36,7 +37,7 @@ def summarise(clips: list[dict]) -> dict:
     for key in (k for k in ENTRIES if k in clips[0]):
         rows = [c[key] for c in clips]
         weights = np.array(
-            [c["frames"] if key in ("real", "own") else c["other_frames"] for c in clips], float
+            [c["other_frames"] if key in OTHER else c["frames"] for c in clips], float
         )
         entry = {}
         for metric in WEIGHTED:
