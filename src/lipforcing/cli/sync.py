@@ -56,7 +56,8 @@ def check_inputs(args: argparse.Namespace):
     from lipforcing.media.inputs import check_source, check_speech
 
     face = parse_face(args.face)
-    if not args.video and not args.avatar:
+    avatar = getattr(args, "avatar", None)
+    if not args.video and not avatar:
         raise UserError("give --video (a face to lip-sync) or --avatar NAME.avatar")
     if not args.video and not args.audio:
         raise UserError("--avatar without --video needs --audio (the speech to drive it with)")
@@ -66,7 +67,7 @@ def check_inputs(args: argparse.Namespace):
         raise UserError(f"--out must be an .mp4/.mov/.mkv file, got {out.name}")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name")
-    inputs = [Path(p) for p in (args.video, args.audio, args.avatar) if p]
+    inputs = [Path(p) for p in (args.video, args.audio, avatar) if p]
     if any(out.resolve() == p.resolve() for p in inputs):
         raise UserError(f"--out {out} would overwrite an input")
     if args.video:
