@@ -2,7 +2,8 @@
 
 The WebSocket and WebRTC handlers both open a :class:`StreamSession` through
 :func:`open_session` (source looked up, options applied, the memory budget checked; every
-session on the server's one :class:`~lipforcing.streaming.scheduler.Scheduler`), pass the
+session on the server's one :class:`~lipforcing.streaming.scheduler.Scheduler`, or on its
+avatar's own with ``serve --avatars``), pass the
 client's JSON control messages to :func:`apply_control`, and hand the session to
 :meth:`Retirer.retire` when the client leaves: the session is stopped on a worker thread in the
 background, so the caller (and the session slot) never waits for the chunk being generated.
