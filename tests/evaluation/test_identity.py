@@ -91,6 +91,26 @@ def test_same_crops_for_both_videos(obama):
         protocol.match_frames(frames, frames[:-2], "x")
 
 
+@pytest.mark.parametrize("preset", ["tiny", "wan-1.3b"])
+def test_ground_truth_crops_follow_the_presets_alignment(obama, preset):
+    """The protocol hands the tracker the 68 points, so a preset's alignment gets what it fits
+    (the Wan presets' latentsync3 needs eyebrows + nose, not the 5 ArcFace points): its crops
+    are the ones the media tracker cuts for that preset at the evaluation size."""
+    from dataclasses import replace
+
+    from lipforcing.config import get_preset
+    from lipforcing.media.faces import track_faces
+
+    frames, _ = obama
+    media = replace(get_preset(preset).media, crop_size=protocol.EVAL_CROP)
+    faces = protocol.track_ground_truth(frames, protocol.EVAL_CROP, align=media.align)
+    np.testing.assert_allclose(faces.transforms, track_faces(frames, media).transforms)
+    assert faces.points.shape == (len(frames), 68, 2)
+    other = protocol.track_ground_truth(frames, align="arcface5")
+    differs = not np.allclose(faces.transforms, other.transforms)
+    assert differs == (media.align != "arcface5")
+
+
 def test_no_face_in_ground_truth_is_a_media_error():
     from lipforcing.errors import MediaError
 

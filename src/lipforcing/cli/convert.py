@@ -13,13 +13,6 @@ import argparse
 
 from lipforcing.cli import options
 
-DESCRIPTION = """\
-Convert weights in any accepted layout (our safetensors, the released merged .pth, Wan 2.1
-shards or folder, a diffusers folder, a training or FSDP checkpoint) plus adapters into one
-safetensors checkpoint with its JSON. LoRA pairs are folded, a narrower patch embedding is
-widened, the architecture is read from the tensors, and what was merged is printed.
-"""
-
 ATTENTION = {"keep": None, "student": "block_causal", "teacher": "bidirectional"}
 
 DESCRIPTION = """\

@@ -1,6 +1,6 @@
 """``lipforcing eval --pred DIR_OR_FILE --gt DIR_OR_FILE [--audio F] [--syncnet CKPT |
 --syncnet-v2 syncnet_v2.model] [--arcface backbone.pth] [--bench JSON] [--trim] [--full-frame]
---out DIR``.
+[--align arcface5|latentsync3] --out DIR``.
 
 Videos are paired by file name (or given as two files) and read at 25 fps; frame counts must
 match exactly unless ``--trim``. Sync audio: ``--audio``, else the gt soundtrack, else
@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trim", action="store_true", help="cut both videos to the shorter")
     parser.add_argument("--full-frame", action="store_true", help="no face crops (no CSIM/LMD)")
     parser.add_argument("--face", help="ground-truth face: index (0 = leftmost) or x0,y0,x1,y1")
+    parser.add_argument(
+        "--align",
+        choices=("arcface5", "latentsync3"),
+        default="arcface5",
+        help="how the face crops are placed: arcface5 (5-point ArcFace template, ours) "
+        "or latentsync3 (the release's 3-point alignment, the Wan presets' crops)",
+    )
     parser.add_argument("--csim-step", type=int, default=5, help="CSIM on every Nth frame")
     parser.add_argument("--fvd-layer", choices=("logits", "pool"), default="logits")
     parser.add_argument("--label", default="prediction", help="method name in metrics.md")
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         arcface=args.arcface,
         fvd_layer=args.fvd_layer,
     )
-    ev = Evaluator(nets, args.full_frame, args.trim, args.csim_step, face)
+    ev = Evaluator(nets, args.full_frame, args.trim, args.csim_step, face, args.align)
     driving = read_audio(args.audio) if args.audio and nets.syncnet is not None else None
     for p, g in tqdm(todo, desc="eval", unit="video"):
         pv = ev.timed("read", read_video, p, FPS)

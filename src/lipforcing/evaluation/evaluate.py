@@ -66,6 +66,7 @@ class Evaluator:
     trim: bool = False  # cut mismatched pairs to the shorter instead of failing
     csim_step: int = 5  # identity embedded on every csim_step-th frame with a face
     face: object = None  # which face of the ground truth (None = largest)
+    align: str = protocol.EVAL_ALIGN  # how the crops are placed (MediaConfig.align)
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -88,7 +89,7 @@ class Evaluator:
         a, b, faces = pred, gt, None
         if not self.full_frame:
             faces = self.timed(
-                "track", protocol.track_ground_truth, gt, protocol.EVAL_CROP, self.face
+                "track", protocol.track_ground_truth, gt, protocol.EVAL_CROP, self.face, self.align
             )
             a = self.timed("crops", protocol.face_crops, pred, faces)
             b = self.timed("crops", protocol.face_crops, gt, faces)
@@ -160,7 +161,8 @@ class Evaluator:
             notes.append("frames compared whole (--full-frame)")
         else:
             notes.append(
-                f"crops: ground-truth face track applied to both videos, {protocol.EVAL_CROP} px; "
+                f"crops: ground-truth face track applied to both videos, {protocol.EVAL_CROP} px "
+                f"placed by {self.align}; "
                 f"LMD in px of a {LMD_CROP} px aligned crop"
             )
         return {

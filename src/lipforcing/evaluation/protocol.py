@@ -33,6 +33,7 @@ from lipforcing.media.faces import (
 )
 
 EVAL_CROP = 256  # px, side of the aligned face crop the image metrics see
+EVAL_ALIGN = "arcface5"  # default placement of that crop (MediaConfig.align)
 
 
 @dataclass
@@ -61,14 +62,18 @@ def match_frames(pred: np.ndarray, gt: np.ndarray, name: str, trim: bool = False
 
 
 def track_ground_truth(
-    frames: np.ndarray, crop_size: int = EVAL_CROP, face=None
+    frames: np.ndarray, crop_size: int = EVAL_CROP, face=None, align: str = EVAL_ALIGN
 ) -> GroundTruthFaces:
-    """Detect and follow the face of the ground truth; MediaError when there is none."""
+    """Detect and follow the face of the ground truth; MediaError when there is none.
+
+    ``align``: how the crops are placed (a :class:`MediaConfig` ``align``); the tracker gets
+    the 68 points and takes what that alignment fits from them, so the crops are the ones
+    :func:`lipforcing.media.faces.track_faces` cuts for a preset with that alignment."""
     points, boxes, found, cuts = follow_face(frames, face)
     if not found.any():
         raise MediaError("ground truth: no face found in any frame (use --full-frame)")
-    cfg = MediaConfig(crop_size=crop_size)
-    track = track_from_landmarks(five_from_68(points), found, cfg, frames.shape[1:3], boxes, cuts)
+    cfg = MediaConfig(crop_size=crop_size, align=align)
+    track = track_from_landmarks(points, found, cfg, frames.shape[1:3], boxes, cuts)
     return GroundTruthFaces(points, boxes, found, track.transforms, crop_size)
 
 
@@ -138,6 +143,7 @@ def require_fp32(*models) -> None:
 
 
 __all__ = [
+    "EVAL_ALIGN",
     "EVAL_CROP",
     "GroundTruthFaces",
     "arcface_chips",
