@@ -177,6 +177,10 @@ class MediaConfig:
     # ping-pong period away, so the replaced mouth never leaks) or "same_frames" (the release:
     # the unmasked latents of the very source frames being re-mouthed).
     reference: Literal["half_period", "same_frames"] = "half_period"
+    # Paste-back: "mouth" (the feathered mouth region, the rest of the frame bit for bit; ours
+    # and the release's default) or "crop" (the whole generated crop with LatentSync's
+    # AlignRestore soft edge: the release's --composite_full_face); see media/composite.py.
+    paste: Literal["mouth", "crop"] = "mouth"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -123,8 +123,13 @@ def test_release_full_drop_keeps_references_and_swaps_the_text():
 
     cfg = small_config(use_text_context=True)
     cond = random_cond(cfg, 3)
-    with pytest.raises(ValueError, match="negative-prompt"):
-        cond.drop("release")
+    default = cond.drop("release")  # no negative: the release's default, a zero embedding
+    zero = dataclasses.replace(cond, negative=torch.zeros_like(cond.context)).drop("release")
+    assert not default.context.any() and default.context.shape == cond.context.shape
+    for name in ("context", "audio", "ref", "mask", "masked", "ref_seq"):
+        assert torch.equal(getattr(default, name), getattr(zero, name))
+    with pytest.raises(ValueError, match="--context"):
+        dataclasses.replace(cond, context=None).drop("release")
     neg = torch.randn_like(cond.context)
     cond = dataclasses.replace(cond, negative=neg)
     rel, paper = cond.drop("release"), cond.drop("all")

@@ -152,3 +152,46 @@ def test_precomputed_features_are_sliced_by_frame():
     stream.frames_done = 21
     got = engine._features(stream, np.zeros(12 * 640, np.float32), None, 12)[0].numpy()
     assert np.array_equal(got[:9], feats[21:30]) and not got[9:].any()
+
+
+def test_paste_modes_reach_the_engine_and_leave_generation_alone():
+    """``MediaConfig.paste``: the engine pastes each crop as the library's paste_back does for
+    that mode; the generated crops are the same in both modes (paste-back is after
+    generation), the mouth paste keeps the frame above the mouth region, the whole-crop paste
+    does not; Pipeline.load(paste=) sets it, an unknown mode is one UserError."""
+    import pytest
+
+    from lipforcing.errors import UserError
+    from lipforcing.media.composite import paste_back
+    from lipforcing.streaming.pipeline import shipped_checkpoint
+
+    base = tiny()
+    frames, marks = face_frames()
+    chunks = {}
+    for mode in ("mouth", "crop"):
+        preset = dataclasses.replace(base, media=dataclasses.replace(base.media, paste=mode))
+        pipe = Pipeline.random(preset, seed=0)
+        source = Source.from_frames(frames, preset.media, landmarks=marks, name="drawn")
+        engine = ChunkEngine(pipe)
+        stream = engine.open(source, seed=2)
+        chunk = engine.step(stream, speech_like(1.0)[: stream.next_samples()])
+        for k, i in enumerate(chunk.source_index):
+            want = paste_back(
+                source.frames[i],
+                chunk.crops[k],
+                source.transforms[i],
+                preset.media,
+                float(source.paste_weights[i]),
+            )
+            assert np.array_equal(chunk.frames[k], want), (mode, k)
+        chunks[mode] = (chunk, source)
+    (mouth, source), (whole, _) = chunks["mouth"], chunks["crop"]
+    assert np.array_equal(mouth.crops, whole.crops)
+    top = frames.shape[1] // 4  # the crop's upper rows land above this line (drawn face)
+    i = mouth.source_index
+    assert np.array_equal(mouth.frames[:, :top], source.frames[i][:, :top])
+    assert not np.array_equal(whole.frames, mouth.frames)
+    ckpt = shipped_checkpoint()
+    assert Pipeline.load(ckpt, paste="crop").preset.media.paste == "crop"
+    with pytest.raises(UserError, match="--paste"):
+        Pipeline.load(ckpt, paste="face")

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"default {DEFAULT_PROMPT!r}")
     parser.add_argument(
         "--negative-prompt",
-        help="negative prompt for the release's full-drop CFG (omitted: no negative stored)",
+        help="negative prompt for the release's full-drop CFG (omitted: none stored, and that "
+        "drop uses a zero embedding, the release's default)",
     )
     parser.add_argument("--out", required=True, help="output .safetensors")
     options.add_device(parser)

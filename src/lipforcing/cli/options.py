@@ -93,6 +93,13 @@ def add_student(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resolution", type=int, help="aligned crop side in pixels (default: the model's preset)"
     )
+    parser.add_argument(
+        "--paste",
+        choices=["mouth", "crop"],
+        help="paste back the feathered mouth region (mouth: the default, as the release's) or "
+        "the whole generated crop with the release's soft edge (crop: its "
+        "--composite_full_face)",
+    )
 
 
 def add_execution(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +151,7 @@ def load_pipeline(args: argparse.Namespace):
             context=args.context,
             mask=args.mask,
             resolution=args.resolution,
+            paste=getattr(args, "paste", None),
             **load,
         )
     for note in pipeline.notes:
@@ -158,7 +166,10 @@ def load_avatar(args: argparse.Namespace):
 
     if not getattr(args, "avatar", None):
         return None
-    own = ("checkpoint", "codec", "decoder", "wav2vec2", "adapter", "context", "mask", "resolution")
+    own = (
+        "checkpoint", "codec", "decoder", "wav2vec2", "adapter", "context", "mask", "resolution",
+        "paste",
+    )  # fmt: skip
     clash = [f for f in own if getattr(args, f, None)]
     if clash:
         raise UserError(f"--avatar brings its own student, codec and inputs; drop --{clash[0]}")

@@ -66,7 +66,8 @@ def _plan(optim, roles=("model",), iterations=None) -> Plan:
 
 def check_context(preset: PresetConfig, context: Context | None) -> Context | None:
     """A Wan preset needs the text context: checked against the model (width, length) and
-    padded to its ``text_len`` before any step; the release's full drop needs its negative."""
+    padded to its ``text_len`` before any step (without a negative prompt the release's full
+    drop uses its default, a zero embedding)."""
     m = preset.model
     if not m.use_text_context:
         if context is not None:
@@ -76,11 +77,6 @@ def check_context(preset: PresetConfig, context: Context | None) -> Context | No
         raise UserError(
             f"the {preset.name} preset needs a text context (--context FILE from 'lipforcing "
             f"encode-prompt': (<= {m.text_len}, {m.text_dim}))"
-        )
-    if preset.schedule.drop_mode == "release" and context.negative is None:
-        raise UserError(
-            f"{context.source}: the release's full-drop CFG needs a negative prompt in the "
-            "context file (lipforcing encode-prompt --negative-prompt ...)"
         )
     return context.fit(m)
 

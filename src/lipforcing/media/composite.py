@@ -10,6 +10,13 @@ Design choices:
   mouth region where the blend is partial (the seam), before blending.
 - Only the bounding box of the warped mask is processed, so paste-back costs little on large
   frames.
+- ``MediaConfig.paste = "crop"`` pastes the whole generated crop instead, as the release's
+  ``--composite_full_face`` does (its default blends the mouth region only, as ``"mouth"``):
+  LatentSync's AlignRestore edge, computed in frame pixels: the crop's footprint (a warped
+  square of ones) eroded by 2 x 2, then by 2w x 2w with w = sqrt(its area) // 20, blurred with
+  a Gaussian of 2w + 1 taps, sigma = 0.3 ((2w + 1 - 1) / 2 - 1) + 0.8, and the crop enters as
+  ``soft * footprint * crop + (1 - soft) * frame``. Colour matching then compares the whole
+  crop.
 - Frames without a usable face are not pasted at all (the frame is returned as it came, bit
   for bit). Next to them the patch fades: :func:`paste_weights` gives each frame a strength
   that ramps over ``FADE_FRAMES`` frames from the edge of a face run, and ``paste_back``
@@ -126,7 +133,8 @@ def paste_back(
             of ``frame``, bit for bit.
 
     Returns:
-        (H, W, 3) uint8 frame, unchanged outside the warped mouth region.
+        (H, W, 3) uint8 frame, unchanged outside the warped mouth region (outside the warped
+        crop for ``cfg.paste == "crop"``).
     """
     s = cfg.crop_size
     if crop.shape != (s, s, 3):
@@ -136,7 +144,8 @@ def paste_back(
     if strength == 0.0:
         return frame.copy()
     transform = np.asarray(transform, np.float64)
-    mask = blend_mask(cfg)
+    whole = cfg.paste == "crop"
+    mask = np.ones((s, s), np.float32) if whole else blend_mask(cfg)
     alpha = mask * np.float32(strength)
     ys, xs = np.nonzero(alpha)
     if not len(ys):
@@ -161,14 +170,46 @@ def paste_back(
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT,
         )
-        ring = mask * (1.0 - mask) * 4.0  # peaks where the blend is half
+        ring = mask if whole else mask * (1.0 - mask) * 4.0  # peaks where the blend is half
         crop_f = color_match(crop_f, source, ring)
     warped = cv2.warpAffine(crop_f, shifted, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    a = cv2.warpAffine(alpha, shifted, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+    if whole:
+        footprint = cv2.warpAffine(mask, shifted, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
+        eroded, soft = align_restore_edge(footprint)
+        warped = warped * eroded[..., None]
+        a = soft * np.float32(strength)
+    else:
+        a = cv2.warpAffine(alpha, shifted, size, flags=flags, borderMode=cv2.BORDER_CONSTANT)
     base = frame[y0:y1, x0:x1].astype(np.float32)
     blended = base + a[..., None] * (warped - base)
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 
 
-__all__ = ["BRIDGE_FRAMES", "FADE_FRAMES", "color_match", "paste_back", "paste_weights"]
+ALIGN_RESTORE_FIRST_EROSION = 2  # px, AlignRestore's first erosion (2 x its upscale factor 1)
+ALIGN_RESTORE_EDGE_DIVISOR = 20  # AlignRestore: edge width w = sqrt(footprint area) // 20
+
+
+def align_restore_edge(footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(eroded footprint, soft blend weight) of a crop's warped footprint (H, W) float32 in
+    frame pixels, as LatentSync's AlignRestore computes them (see the module docstring)."""
+    first = np.ones((ALIGN_RESTORE_FIRST_EROSION,) * 2, np.uint8)
+    eroded = cv2.erode(footprint, first)
+    w = int(float(eroded.sum()) ** 0.5) // ALIGN_RESTORE_EDGE_DIVISOR
+    if w == 0:
+        return eroded, eroded.copy()
+    centre = cv2.erode(eroded, np.ones((2 * w, 2 * w), np.uint8))
+    taps = 2 * w + 1
+    sigma = 0.3 * ((taps - 1) * 0.5 - 1) + 0.8  # OpenCV's formula for the size, given exactly
+    return eroded, cv2.GaussianBlur(centre, (taps, taps), sigma)  # (sigma 0: rounded tables)
+
+
+__all__ = [
+    "ALIGN_RESTORE_EDGE_DIVISOR",
+    "BRIDGE_FRAMES",
+    "FADE_FRAMES",
+    "align_restore_edge",
+    "color_match",
+    "paste_back",
+    "paste_weights",
+]

@@ -12,7 +12,10 @@ Dropping conditions for classifier-free guidance (:meth:`LipSyncCond.drop`), one
 - ``"audio"``: only the audio zeroed (the paper's audio-only drop; the release's too);
 - ``"release"`` (the official release's full drop): the text context replaced by the
   negative-prompt embedding and the audio zeroed, keeping reference, mask, masked video and
-  reference sequence. Needs ``negative`` (``lipforcing encode-prompt --negative-prompt``).
+  reference sequence. Without a ``negative`` the negative embedding is zeros of the context's
+  shape, as the release's training does when no negative embedding file is given (its data
+  loader's default, ``NEG_TEXT_EMB_PATH`` unset); ``lipforcing encode-prompt
+  --negative-prompt`` stores an encoded one instead.
 """
 
 from __future__ import annotations
@@ -77,16 +80,20 @@ class LipSyncCond:
         if mode == "audio":
             return dataclasses.replace(self, audio=torch.zeros_like(self.audio))
         if mode == "release":
-            if self.negative is None or self.context is None:
+            if self.context is None:
                 raise ValueError(
-                    "the release's full drop needs a text context with a negative-prompt "
-                    "embedding (lipforcing encode-prompt --negative-prompt ..., then --context)"
+                    "the release's full drop swaps the text context: a text-conditioned model "
+                    "with --context is needed"
                 )
+            if self.negative is None:  # the release's default negative: a zero embedding
+                negative, negative_kv = torch.zeros_like(self.context), None
+            else:
+                negative, negative_kv = self.negative, self.negative_kv
             return dataclasses.replace(
                 self,
                 audio=torch.zeros_like(self.audio),
-                context=self.negative,
-                context_kv=self.negative_kv,
+                context=negative,
+                context_kv=negative_kv,
             )
         if mode == "all":
             return dataclasses.replace(

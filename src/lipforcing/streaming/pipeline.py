@@ -27,6 +27,7 @@ from lipforcing.streaming.options import ExecutionOptions, resolve
 
 log = logging.getLogger(__name__)
 
+PASTE_MODES = ("mouth", "crop")  # MediaConfig.paste
 TRAIN_HINT = "train one with `lipforcing train recipe tiny --out DIR` or pass --checkpoint PATH"
 
 
@@ -62,6 +63,7 @@ class Pipeline:
         context: str | Path | None = None,
         mask: str | Path | None = None,
         resolution: int | None = None,
+        paste: str | None = None,
     ) -> Pipeline:
         """Load a student and its codec (default: ``codec.safetensors`` beside it).
 
@@ -71,7 +73,8 @@ class Pipeline:
         wav2vec2 audio; ``options`` the execution options (default: the exact ones);
         ``context`` a text context file (``lipforcing encode-prompt``), needed by
         text-conditioned models; ``mask`` a mouth mask image (white = keep) replacing the
-        preset's drawn mask; ``resolution`` runs on crops of that side instead of the preset's.
+        preset's drawn mask; ``resolution`` runs on crops of that side instead of the preset's;
+        ``paste`` ("mouth" | "crop", ``MediaConfig.paste``) replaces the preset's paste-back.
         """
         from lipforcing.models.weights import WeightsSpec, load_model
 
@@ -85,7 +88,7 @@ class Pipeline:
 
         loaded = load_model(spec, device=device, dtype=dtype, default_attention="block_causal")
         model, preset = loaded.model, loaded.preset
-        preset = _adjusted(preset, mask, resolution)
+        preset = _adjusted(preset, mask, resolution, paste)
         if preset.model.attention != "block_causal":
             raise CheckpointError(
                 f"{spec.path.name} is a bidirectional (teacher) model; streaming needs a causal "
@@ -185,9 +188,16 @@ class Pipeline:
         log.warning("%s", self.notes[-1])
 
 
-def _adjusted(preset: PresetConfig, mask, resolution: int | None) -> PresetConfig:
-    """The preset with a mask image and another crop size, when given."""
+def _adjusted(
+    preset: PresetConfig, mask, resolution: int | None, paste: str | None = None
+) -> PresetConfig:
+    """The preset with a mask image, another crop size and another paste-back, when given."""
     from lipforcing.errors import UserError
+
+    if paste is not None:
+        if paste not in PASTE_MODES:
+            raise UserError(f"--paste {paste}: choose from {', '.join(PASTE_MODES)}")
+        preset = dataclasses.replace(preset, media=dataclasses.replace(preset.media, paste=paste))
 
     if mask is not None:
         from lipforcing.media.mask import mouth_mask
