@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lipforcing.streaming.engine import warmup
 
-    warmup(pipeline, source)  # start-up costs (librosa JIT, first kernels) are not stream time
+    warmup(pipeline, source)  # one-off costs (first kernel launches, compile) are not stream time
     run_ = stream_as_live(pipeline, source, audio, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
