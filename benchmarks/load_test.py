@@ -31,10 +31,7 @@ import asyncio
 import contextlib
 import csv
 import json
-import os
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +46,7 @@ RATE = 16_000
 UTTERANCE_S = 0.5  # speech sent between end_segment marks, seconds
 PIECE_S = 0.1  # audio per message, seconds
 REQUEST_TIMEOUT_S = 60.0  # any one client request
-STARTUP_TIMEOUT_S = 180.0  # the server must listen within this
+STARTUP_S = 180.0  # the server must listen within this, seconds
 FINAL_S = 10.0  # the closing session that shows the server still serves, seconds
 
 
@@ -84,57 +81,14 @@ class Tally:
 # ---------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server_process(args, token: str, port: int, log_path: Path):
-    """``lipforcing serve`` in a subprocess; yields its Popen once it listens."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "lipforcing.cli.main",
-        "serve",
-        "--port",
-        str(port),
-        "--token",
-        token,
-        "--max-sessions",
-        str(args.max_sessions),
-        "--max-uploads",
-        "1",
-        "--memory-budget-mb",
-        str(args.memory_budget_mb),
-        "--max-source-store-mb",
-        str(args.store_mb),
-        "--max-upload-mb",
-        "5",
-    ]
+def server_options(args, token: str, folder: Path) -> list[str]:
+    """The ``lipforcing serve`` options of the run (after ``--port``)."""
+    options = ["--token", token, "--max-sessions", str(args.max_sessions), "--max-uploads", "1"]
+    options += ["--memory-budget-mb", str(args.memory_budget_mb)]
+    options += ["--max-source-store-mb", str(args.store_mb), "--max-upload-mb", "5"]
     if args.random:
-        cmd += ["--checkpoint", str(random_checkpoint(log_path.parent))]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("the server did not start listening")
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        options += ["--checkpoint", str(random_checkpoint(folder))]
+    return options
 
 
 def random_checkpoint(folder: Path) -> Path:
@@ -535,8 +489,13 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT / "tests" / "streaming"))
+    from server_helpers import free_port, serve_process
+
     token, port = secrets.token_hex(12), free_port()
-    with server_process(args, token, port, out / "server.log") as proc:
+    options = server_options(args, token, out)
+    log = out / "server.log"
+    with serve_process(options, port, log, threads=args.threads, startup_s=STARTUP_S) as proc:
         summary = asyncio.run(load(args, f"127.0.0.1:{port}", token, proc.pid, out))
     print(json.dumps(summary, indent=1))
     return summary

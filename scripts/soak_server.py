@@ -30,13 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import json
-import os
 import secrets
-import socket
-import subprocess
 import sys
 import time
 from collections import deque
@@ -44,8 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
 RATE = 16_000
 FPS = 25.0
+STARTUP_S = 180.0  # the server must listen within this, seconds
 PIECE_S = 0.04  # audio per message, seconds
 FLOOR = 3  # |int16 sample| of the input is at least this (so no input sample is an exact 0)
 FIELDS = [
@@ -123,37 +121,15 @@ class Integrity:
 # ---------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server(args, token: str, port: int, log_path: Path):
+def server_options(args, token: str) -> list[str]:
+    """The ``lipforcing serve`` options of the soak (after ``--port``): one session that may
+    last the whole run."""
     hours_s = str(int(args.hours * 3600 + 3600))
-    cmd = [sys.executable, "-m", "lipforcing.cli.main", "serve", "--port", str(port)]
-    cmd += ["--token", token, "--max-sessions", "1", "--max-session-s", hours_s]
-    cmd += ["--idle-timeout-s", str(max(60.0, 10 * args.pause_s))]
+    options = ["--token", token, "--max-sessions", "1", "--max-session-s", hours_s]
+    options += ["--idle-timeout-s", str(max(60.0, 10 * args.pause_s))]
     if args.checkpoint:
-        cmd += ["--checkpoint", args.checkpoint]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    with open(log_path, "a") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        for _ in range(900):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited; see {log_path}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.2)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        options += ["--checkpoint", args.checkpoint]
+    return options
 
 
 # ---------------------------------------------------------------------- the stream
@@ -330,10 +306,14 @@ def main(argv=None) -> None:
     if args.summarise:
         print(json.dumps(summarise(Path(args.summarise)), indent=1))
         return
+    sys.path.insert(0, str(ROOT / "tests" / "streaming"))
+    from server_helpers import free_port, serve_process
+
     token, port = secrets.token_hex(12), free_port()
     log = Path(args.csv).with_name("server.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    with server(args, token, port, log) as proc:
+    options = server_options(args, token)
+    with serve_process(options, port, log, threads=args.threads, startup_s=STARTUP_S) as proc:
         soak = Soak(args, f"127.0.0.1:{port}", token, proc.pid)
         asyncio.run(soak.run())
     print(json.dumps(summarise(Path(args.csv)), indent=1))

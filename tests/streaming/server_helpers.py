@@ -1,16 +1,22 @@
-"""A real server on 127.0.0.1 for tests (uvicorn in a thread) and small client helpers."""
+"""A real server on 127.0.0.1 for tests (uvicorn in a thread, or ``lipforcing serve`` in a
+subprocess for the load test and the soak) and small client helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 TOKEN = "s3cret-token"
+STOP_TIMEOUT_S = 30.0  # a served subprocess must exit this long after SIGTERM, else it is killed
 
 
 def free_port() -> int:
@@ -40,6 +46,34 @@ def running(app, *, ws_max_size: int = 4 * 2**20):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serve_process(options: list[str], port: int, log_path: Path, *, threads: int, startup_s: float):
+    """``lipforcing serve --port PORT OPTIONS`` in a subprocess with ``threads`` OMP threads,
+    its output appended to ``log_path``; yields its Popen once the port accepts connections
+    (RuntimeError if it exits or is not listening within ``startup_s``), and stops it on exit."""
+    cmd = [sys.executable, "-m", "lipforcing.cli.main", "serve", "--port", str(port), *options]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + startup_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited: {Path(log_path).read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the server did not listen within {startup_s:g} s")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def auth(token: str = TOKEN) -> dict:
