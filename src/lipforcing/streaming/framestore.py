@@ -104,9 +104,11 @@ class CodedFrames(_ArrayLike):
         return sum(map(len, self.pictures)) + self.index.nbytes
 
     def item(self, i: int) -> np.ndarray:
-        return self._cache.get(int(self.index[i]), self._decode)
+        return self._cache.get(int(self.index[i]), self.picture)
 
-    def _decode(self, picture: int) -> np.ndarray:
+    def picture(self, picture: int) -> np.ndarray:
+        """Stored picture ``picture`` decoded (read-only; not cached: a whole pass over a clip
+        does not flush the frames live sessions read)."""
         import cv2
 
         data = np.frombuffer(self.pictures[picture], np.uint8)
@@ -129,9 +131,12 @@ def encode_picture(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 class WarpedCrops(_ArrayLike):
-    """The aligned crops of ``frames``: crop ``i`` is frame ``i`` warped by ``transforms[i]``."""
+    """The aligned crops of ``frames``: crop ``i`` is frame ``i`` warped by ``transforms[i]``
+    (``frames``: :class:`CodedFrames` or a (T, H, W, 3) array)."""
 
-    def __init__(self, frames: CodedFrames, transforms: np.ndarray, crop_size: int) -> None:
+    def __init__(
+        self, frames: CodedFrames | np.ndarray, transforms: np.ndarray, crop_size: int
+    ) -> None:
         self.frames, self.transforms = frames, np.asarray(transforms, np.float64)
         self.shape = (len(frames), crop_size, crop_size, 3)
 

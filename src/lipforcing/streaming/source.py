@@ -14,6 +14,10 @@ checked from the container and then per decoded frame, the face is tracked one f
 The tracker's per-frame "face found" flags travel with the source as ``paste_weights``: the
 engine leaves frames without a usable face untouched and fades the mouth patch at their edges
 (:func:`lipforcing.media.composite.paste_weights`).
+
+Another face of the same frames: :meth:`Source.with_face` tracks the frames the source holds
+again with another face choice (a detector-tracked source only) and shares them: what the
+server does for a session that asks for a face its source was not tracked with.
 """
 
 from __future__ import annotations
@@ -62,6 +66,11 @@ class Source:
             (default: from ``found``).
         cuts: first frames of new shots, where the face track restarted.
         face: the face choice, as the report says it ("largest", "center", ...).
+        detected: the face was tracked by the detector here (False: the track was given,
+            known landmarks or an avatar's stored track: no other face to choose, see
+            :meth:`with_face`).
+        faces: faces the detector saw in the first frame where the chosen face was found (at
+            the size that found it; None when no detector ran).
     """
 
     frames: np.ndarray | CodedFrames
@@ -74,6 +83,8 @@ class Source:
     paste_weights: np.ndarray | None = None
     cuts: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     face: str = "largest"
+    detected: bool = False
+    faces: int | None = None
 
     def __post_init__(self) -> None:
         from lipforcing.media.composite import paste_weights
@@ -143,6 +154,7 @@ class Source:
         require_face(track, name)
         crops = warp_to_crop(frames, track, cfg.crop_size)
         transforms = np.asarray(track.transforms, dtype=np.float64)
+        detected = landmarks is None
         return cls(
             frames,
             crops,
@@ -153,6 +165,8 @@ class Source:
             found=track.found,
             cuts=track.cuts,
             face=describe_face(face),
+            detected=detected,
+            faces=_faces_seen(frames[np.argmax(track.found)]) if detected else None,
         )
 
     @classmethod
@@ -211,35 +225,80 @@ class Source:
         else:
             fps = probe_video(path, kind, budget, name).fps
             pairs = iter_frames(path, cfg.fps, untrusted=Untrusted(kind, budget, name))
-        frames, track = _ingest(pairs, cfg, name, max_bytes, face)
-        crops = WarpedCrops(frames, track.transforms, cfg.crop_size)
-        transforms = np.asarray(track.transforms, np.float64)
+        from lipforcing.media.faces import require_face
+
+        frames, following = _ingest(pairs, cfg, name, max_bytes, face)
+        track = following.track(frames.index, cfg)
+        require_face(track, name)
+        return cls._sharing(frames, track, cfg, fps, name, face, following.faces)
+
+    @classmethod
+    def _sharing(
+        cls, frames, track, cfg: MediaConfig, fps, name: str, face: FaceChoice, faces: int | None
+    ) -> Source:
+        """A source on ``frames`` (kept as they are) with ``track``; crops cut on access."""
         return cls(
             frames,
-            crops,
-            transforms,
+            WarpedCrops(frames, track.transforms, cfg.crop_size),
+            np.asarray(track.transforms, np.float64),
             cfg.fps,
             fps,
             name,
             found=track.found,
             cuts=track.cuts,
             face=describe_face(face),
+            detected=True,
+            faces=faces,
         )
+
+    def with_face(self, cfg: MediaConfig, face: FaceChoice) -> Source:
+        """This source's frames with ``face`` driven: the frames are tracked again with that
+        choice and shared (crops cut on access); ``self`` when it already drives that face.
+
+        A raw source (:meth:`from_file`) is tracked as :meth:`from_frames` tracks it, so the
+        result equals ``Source.from_file(path, cfg, face=face)``; a compact one (an upload)
+        is tracked over its stored pictures as :meth:`from_upload` tracks decoded frames.
+
+        Raises:
+            UserError: the track was given (known landmarks, an avatar: nothing to choose),
+                or the preset has no face detector.
+            MediaError: no frame has the chosen face.
+        """
+        from lipforcing.media.faces import track_faces
+
+        if describe_face(face) == self.face:
+            return self
+        if not self.detected:
+            raise UserError(
+                f"{self.name}: its face track was given (known landmarks or an avatar's), not "
+                "detected: there is no other face to choose"
+            )
+        if cfg.detector != "dlib":
+            raise UserError(f"choosing a face needs the dlib face detector, not {cfg.detector!r}")
+        if isinstance(self.frames, CodedFrames):
+            following = _Following(face)
+            for picture in range(len(self.frames.pictures)):
+                following.add(self.frames.picture(picture))
+            track, faces = following.track(self.frames.index, cfg), following.faces
+        else:
+            track = track_faces(self.frames, cfg, face=face)
+            faces = _faces_seen(self.frames[np.argmax(track.found)])
+        if not track.found.any():
+            raise MediaError(f"{self.name}: no face matches face {describe_face(face)!r}")
+        return Source._sharing(self.frames, track, cfg, self.source_fps, self.name, face, faces)
 
 
 def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None, face: FaceChoice):
-    """Code each decoded frame once, track the face on it, and lay both on the output frames.
+    """Code each decoded frame once, follow the face on it, and lay both on the output frames:
+    returns (:class:`CodedFrames`, the :class:`_Following` of the pictures).
 
     ``pairs`` yields (decoded index, frame) per output frame, as :func:`iter_frames` does; a
     decoded frame repeated by conforming is coded and searched once (and seen once by the
     follower's shot-cut detector).
     """
-    from lipforcing.media.faces import FaceFollower, require_face
-    from lipforcing.media.faces import track_from_landmarks as from_landmarks
-
-    follow = FaceFollower(face)
+    following = _Following(face)
     pictures: list[bytes] = []
-    points, boxes, index = [], [], []
+    index = []
     last, size, coded = None, None, 0
     for i, frame in pairs:
         if i != last:
@@ -248,9 +307,7 @@ def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None, face: Fac
                 raise MediaError(
                     f"{name}: the frame size changes mid-video ({size} -> {frame.shape})"
                 )
-            p68, box = follow(frame)
-            points.append(np.full((68, 2), np.nan) if p68 is None else p68)
-            boxes.append(np.full(4, np.nan) if box is None else box)
+            following.add(frame)
             pictures.append(encode_picture(frame))
             coded += len(pictures[-1])
             if max_bytes is not None and coded > max_bytes:
@@ -260,13 +317,49 @@ def _ingest(pairs, cfg: MediaConfig, name: str, max_bytes: int | None, face: Fac
                 )
             last = i
         index.append(len(pictures) - 1)
-    index = np.asarray(index)
-    landmarks = np.asarray(points)[index]  # 68 points: the preset's alignment picks its own
-    found = np.isfinite(np.asarray(boxes)[:, 0])[index]
-    cuts = np.searchsorted(index, follow.cuts())  # first output frame of each new shot
-    track = from_landmarks(landmarks, found, cfg, size[:2], np.asarray(boxes)[index], cuts)
-    require_face(track, name)
-    return CodedFrames(pictures, index, size[0], size[1]), track
+    return CodedFrames(pictures, np.asarray(index), size[0], size[1]), following
+
+
+class _Following:
+    """One face followed over a clip's distinct pictures, one at a time (nothing kept but
+    the points): :meth:`add` each picture, then :meth:`track` lays them on the output frames."""
+
+    def __init__(self, face: FaceChoice) -> None:
+        from lipforcing.media.faces import FaceFollower
+
+        self.follow = FaceFollower(face)
+        self.points: list[np.ndarray] = []
+        self.boxes: list[np.ndarray] = []
+        self.size: tuple[int, int] | None = None
+        self.faces: int | None = None  # faces seen where the chosen one was first found
+
+    def add(self, frame: np.ndarray) -> None:
+        self.size = self.size or frame.shape[:2]
+        p68, box = self.follow(frame)
+        self.points.append(np.full((68, 2), np.nan) if p68 is None else p68)
+        self.boxes.append(np.full(4, np.nan) if box is None else box)
+        if box is not None and self.faces is None:
+            self.faces = _faces_seen(frame, self.follow.side)
+
+    def track(self, index: np.ndarray, cfg: MediaConfig):
+        """The :class:`~lipforcing.media.faces.FaceTrack` of the output frames (``index``:
+        output frame -> picture)."""
+        from lipforcing.media.faces import track_from_landmarks as from_landmarks
+
+        index = np.asarray(index)
+        landmarks = np.asarray(self.points)[index]  # 68 points: the preset's alignment picks
+        boxes = np.asarray(self.boxes)[index]
+        found = np.isfinite(boxes[:, 0])
+        cuts = np.searchsorted(index, self.follow.cuts())  # first output frame of each shot
+        return from_landmarks(landmarks, found, cfg, self.size, boxes, cuts)
+
+
+def _faces_seen(frame: np.ndarray, side: int | None = None) -> int:
+    """Faces the detector finds in ``frame`` (at ``side``, default its first size); at least
+    1, since the caller's tracker found one there (possibly at a larger size)."""
+    from lipforcing.media.faces import DETECT_SIDE, detect_boxes
+
+    return max(1, len(detect_boxes(frame, side or DETECT_SIDE)))
 
 
 def _read_image(path: Path) -> np.ndarray:

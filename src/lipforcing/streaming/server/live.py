@@ -1,7 +1,8 @@
 """What every transport does with a session: open it, apply control messages, retire it.
 
 The WebSocket and WebRTC handlers both open a :class:`StreamSession` through
-:func:`open_session` (source looked up, options applied, the memory budget checked; every
+:func:`open_session` (source looked up, its face chosen (:func:`session_face`), options
+applied, the memory budget checked; every
 session on the server's one :class:`~lipforcing.streaming.scheduler.Scheduler`, or on its
 avatar's own with ``serve --avatars``), pass the
 client's JSON control messages to :func:`apply_control`, and hand the session to
@@ -15,8 +16,14 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from lipforcing.errors import UserError
+from lipforcing.media.faces import describe_face
+from lipforcing.media.vad import SilenceGateConfig
+from lipforcing.streaming.server.capacity import Busy
 from lipforcing.streaming.server.protocol import ProtocolError, SessionOptions, message
+from lipforcing.streaming.server.sources import UploadRefused
 from lipforcing.streaming.session import StreamSession
+from lipforcing.streaming.source import Source
 
 log = logging.getLogger(__name__)
 RETIRE_THREADS = 2  # threads that stop finished sessions
@@ -34,8 +41,12 @@ def session_inputs(state, sid: str):
 
 
 async def open_session(state, options: SessionOptions) -> StreamSession:
-    """A new session on the chosen source (ProtocolError for an unknown source)."""
+    """A new session on the chosen source and face, with the chosen silence gate
+    (ProtocolError for an unknown source or a face it cannot drive, Busy when the face must be
+    tracked and every upload worker is busy)."""
     scheduler, source = await asyncio.to_thread(session_inputs, state, options.source)
+    if options.face is not None:
+        source = await session_face(state, options, source)
     state.memory.admit_session()
     return await asyncio.to_thread(
         StreamSession,
@@ -45,7 +56,30 @@ async def open_session(state, options: SessionOptions) -> StreamSession:
         realtime=options.realtime,
         max_pending_s=state.limits.max_pending_s,
         scheduler=scheduler,
+        silence_gate=SilenceGateConfig(enabled=options.silence_gate),
     )
+
+
+async def session_face(state, options: SessionOptions, source: Source) -> Source:
+    """The session's source with the face of ``options.face``: the stored source when it was
+    tracked with that choice, else its frames tracked again once (on an upload worker) and
+    kept beside it for later sessions. Avatars drive their own face: no choice."""
+    sid, choice = options.source, options.face_choice
+    if sid not in state.sources:
+        raise ProtocolError(
+            "an avatar drives its own face: the face option is for sources", fatal=True
+        )
+    kept = state.sources.tracked(sid, describe_face(choice))
+    if kept is not None:
+        return kept
+    log.info("tracking source %s again with face %s", sid, describe_face(choice))
+    try:
+        tracked = await state.uploads.with_face(source, choice)
+    except UploadRefused as e:
+        raise Busy(str(e)) from None
+    except UserError as e:  # known landmarks, no detector, no such face
+        raise ProtocolError(str(e), fatal=True) from None
+    return state.sources.keep_tracked(sid, tracked)
 
 
 def apply_control(session: StreamSession | None, msg: dict) -> str | None:
@@ -63,13 +97,18 @@ def apply_control(session: StreamSession | None, msg: dict) -> str | None:
     return None
 
 
-def ready_fields(session: StreamSession, source, limits) -> dict:
+def ready_fields(session: StreamSession, limits) -> dict:
+    """What the ``ready`` message tells: rates, frame size, the face driven, the gate."""
+    source = session.stream.source
     h, w = source.frame_size
     return {
         "fps": session.fps,
         "sample_rate": session.sample_rate,
         "width": w,
         "height": h,
+        "face": source.face,
+        "frames_with_face": source.frames_with_face,
+        "silence_gate": session.stream.silence_gate.enabled,
         "limits": limits.public(),
     }
 

@@ -25,6 +25,7 @@ RATE_RANGE = (8_000, 96_000)  # accepted input sample rates, Hz
 QUALITY_RANGE = (10, 95)  # accepted JPEG qualities
 DEFAULT_QUALITY = 80  # JPEG quality of WebSocket frames
 MAX_SEED = 2**63
+MAX_FACE_CHARS = 80  # longest face option (a box of four numbers fits easily)
 
 
 class ProtocolError(UserError):
@@ -44,8 +45,19 @@ class SessionOptions:
     seed: int = 0  # noise seed of the session
     sample_rate: int = 16_000  # rate of the int16 PCM the client sends (WebSocket), Hz
     quality: int = DEFAULT_QUALITY  # JPEG quality of WebSocket frames
+    # which face is driven, spelled as --face (media.faces.parse_face); None: the face the
+    # source was tracked with (another choice tracks the source's frames again, once)
+    face: str | None = None
+    silence_gate: bool = True  # the engine's silence gate (no mouthing on silence)
 
-    FIELDS = ("source", "realtime", "seed", "sample_rate", "quality")
+    FIELDS = ("source", "realtime", "seed", "sample_rate", "quality", "face", "silence_gate")
+
+    @property
+    def face_choice(self):
+        """The face choice (:data:`lipforcing.media.faces.FaceChoice`); only when ``face``."""
+        from lipforcing.media.faces import parse_face
+
+        return parse_face(self.face, option="face")
 
     @classmethod
     def parse(cls, msg: dict, ignore: tuple[str, ...] = ()) -> SessionOptions:
@@ -62,7 +74,37 @@ class SessionOptions:
         seed = _int(msg, "seed", 0, (0, MAX_SEED - 1), "a non-negative integer")
         rate = _int(msg, "sample_rate", 16_000, RATE_RANGE, "an integer in 8000..96000")
         quality = _int(msg, "quality", DEFAULT_QUALITY, QUALITY_RANGE, "an integer in 10..95")
-        return cls(source=source, realtime=realtime, seed=seed, sample_rate=rate, quality=quality)
+        gate = msg.get("silence_gate", True)
+        if not isinstance(gate, bool):
+            raise ProtocolError("silence_gate must be true or false", fatal=True)
+        return cls(
+            source=source,
+            realtime=realtime,
+            seed=seed,
+            sample_rate=rate,
+            quality=quality,
+            face=_face(msg),
+            silence_gate=gate,
+        )
+
+
+def _face(msg: dict) -> str | None:
+    """The ``face`` option: absent / null, or a spelling :func:`parse_face` takes."""
+    from lipforcing.media.faces import parse_face
+
+    face = msg.get("face")
+    if face is None:
+        return None
+    if not isinstance(face, str) or len(face) > MAX_FACE_CHARS:
+        raise ProtocolError(
+            "face must be a string: largest, center, an index (0 = leftmost) or a box x0,y0,x1,y1",
+            fatal=True,
+        )
+    try:
+        parse_face(face, option="face")
+    except UserError as e:
+        raise ProtocolError(str(e), fatal=True) from None
+    return face
 
 
 def _int(msg: dict, key: str, default: int, bounds: tuple[int, int], what: str) -> int:

@@ -7,6 +7,10 @@
 - :class:`SourceStore`: the default source plus up to ``max_sources`` uploads whose memory
   (:attr:`Source.nbytes`, JPEG-coded frames) stays under ``max_source_store_mb``: the oldest
   uploads are evicted to make room, and a source that alone is over the budget is refused.
+  A session may ask for another face than its source was tracked with: the source's frames
+  are tracked again with that choice once, on an upload worker
+  (:meth:`UploadWorkers.with_face`), and the track kept beside the source (it shares the
+  frames: a few KB per choice) until the source leaves the store.
 - :func:`receive_body`: the request body spooled to a private temporary folder (removed when
   the decoding ends), with the size limit checked as it arrives and a time limit on the whole
   body.
@@ -37,6 +41,7 @@ UPLOAD_NICE = 10  # niceness added to upload worker threads (live sessions keep 
 MAX_NICE = 19  # the lowest priority Linux has
 MAX_NAME_CHARS = 100  # longest source name kept for display
 DEFAULT_ID = "default"
+MAX_FACE_TRACKS = 4  # other face choices kept per source (a track is small: frames are shared)
 
 
 class UploadRefused(UserError):
@@ -120,6 +125,21 @@ class UploadWorkers:
         job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
         return await asyncio.wrap_future(job)
 
+    async def with_face(self, source: Source, face: FaceChoice) -> Source:
+        """``source`` tracked again with ``face`` (:meth:`Source.with_face`) on an upload
+        worker: it takes an upload's place (429 when none is free) and its low priority."""
+        if self.busy >= self.limits.max_uploads:
+            raise UploadRefused("too many uploads or face trackings in progress; try again", 429)
+        self.busy += 1
+        try:
+            job = self.pool.submit(source.with_face, self.media, face)
+        except BaseException:
+            self.busy -= 1
+            raise
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        return await asyncio.wrap_future(job)
+
     def _release(self) -> None:
         self.busy -= 1
 
@@ -147,6 +167,9 @@ class SourceStore:
     def __init__(self, default: Source, limits: ServerLimits) -> None:
         self.limits = limits
         self.items: OrderedDict[str, Source] = OrderedDict({DEFAULT_ID: default})
+        # per source id: the same frames tracked with other face choices (Source.with_face),
+        # by the choice as reported; they share the source's frames and leave with it
+        self.faces: dict[str, OrderedDict[str, Source]] = {}
 
     def __contains__(self, sid: object) -> bool:
         return sid in self.items
@@ -173,9 +196,27 @@ class SourceStore:
             evicted = self._uploads()[0]
             log.info("evicting source %s to make room", evicted)
             del self.items[evicted]
+            self.faces.pop(evicted, None)
         sid = secrets.token_hex(6)
         self.items[sid] = source
         return sid
+
+    def tracked(self, sid: str, face: str) -> Source | None:
+        """Source ``sid`` as tracked with face choice ``face`` (as reported), if kept."""
+        if sid in self.items and self.items[sid].face == face:
+            return self.items[sid]
+        return self.faces.get(sid, {}).get(face)
+
+    def keep_tracked(self, sid: str, source: Source) -> Source:
+        """Keep ``source``, source ``sid`` tracked with another face, for the next sessions
+        (at most :data:`MAX_FACE_TRACKS` per source, the oldest dropped; nothing is kept when
+        ``sid`` has gone meanwhile); returns it."""
+        if sid in self.items:
+            kept = self.faces.setdefault(sid, OrderedDict())
+            kept[source.face] = source
+            while len(kept) > MAX_FACE_TRACKS:
+                kept.popitem(last=False)
+        return source
 
     def _uploads(self) -> list[str]:
         return [k for k in self.items if k != DEFAULT_ID]
@@ -194,6 +235,8 @@ def describe(sid: str, source: Source) -> dict:
         "width": w,
         "height": h,
         "face": source.face,
+        "faces": source.faces,
+        "face_choice": source.detected,  # sessions may choose another face (option "face")
         "frames_with_face": source.frames_with_face,
         "shot_cuts": len(source.cuts),
     }

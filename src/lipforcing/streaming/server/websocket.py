@@ -27,12 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from lipforcing.errors import UserError
 from lipforcing.streaming.server.access import WS_POLICY_VIOLATION
 from lipforcing.streaming.server.capacity import Busy
-from lipforcing.streaming.server.live import (
-    apply_control,
-    open_session,
-    ready_fields,
-    session_inputs,
-)
+from lipforcing.streaming.server.live import apply_control, open_session, ready_fields
 from lipforcing.streaming.server.protocol import (
     ProtocolError,
     SessionOptions,
@@ -108,8 +103,7 @@ class WebSocketClient:
                 self.state.retirer.retire(self.session)
 
     async def _stream(self) -> None:
-        _, source = session_inputs(self.state, self.options.source)
-        ready = ready_fields(self.session, source, self.limits)
+        ready = ready_fields(self.session, self.limits)
         await self._send_text(message("ready", **ready))
         tasks = [
             asyncio.create_task(self._receive_loop(), name="ws-receive"),
