@@ -7,10 +7,13 @@ Endpoints (all but the page and its static files need the token when one is set,
 - ``GET /api/info`` preset, checkpoint file name, limits and the available sources.
 - ``POST /api/sources?name=clip.mp4&face=largest`` raw file body (an mp4 / mov / mkv / webm
   video or a PNG / JPEG / WebP / BMP image, recognised by its content) -> ``{"source": id,
-  "face", "frames_with_face", "shot_cuts", ...}``; the face is tracked once here: ``face`` =
-  largest (default), center, N (0 = leftmost) or a box x0,y0,x1,y1, chosen again at each shot
-  cut; frames without it are streamed untouched. Refusals: 413 (too big), 429 (uploads busy),
-  422 (not accepted, over a budget, no face, a bad ``face``), 503 (memory budget).
+  "face", "faces", "face_choice", "frames_with_face", "shot_cuts", ...}``; the face is tracked
+  once here: ``face`` = largest (default), center, N (0 = leftmost) or a box x0,y0,x1,y1,
+  chosen again at each shot cut; frames without it are streamed untouched. ``faces``: faces
+  the detector saw in the first frame with the chosen one; ``face_choice``: sessions may ask
+  for another face (the ``face`` session option; false for avatars and given tracks).
+  Refusals: 413 (too big), 429 (uploads busy), 422 (not accepted, over a budget, no face, a
+  bad ``face``), 503 (memory budget).
 - ``GET /api/sources/{id}/preview.jpg`` the source's first frame.
 - ``GET /api/sample.wav`` a built-in speech sample (SynthTalk) to stream without a microphone.
 - With ``serve --avatars DIR`` (:mod:`.avatars`): ``GET /api/avatars`` the avatars of the
@@ -24,14 +27,21 @@ Endpoints (all but the page and its static files need the token when one is set,
 
 WebSocket protocol. Client -> server:
 - text ``{"type": "start", "source": "default", "realtime": true, "seed": 0,
-  "sample_rate": 16000, "quality": 80}`` opens the session (all fields optional; a browser adds
-  ``"token"``);
+  "sample_rate": 16000, "quality": 80, "face": null, "silence_gate": true}`` opens the session
+  (all fields optional; a browser adds ``"token"``). ``face`` is spelled as ``--face``
+  (largest, center, N, x0,y0,x1,y1); null = the face the source was tracked with. Another
+  choice tracks the source's stored frames again with it, once (on an upload worker: ``1013``
+  busy while every worker is taken), and keeps that track with the source for later sessions;
+  a face no frame has, or any face on an avatar or a source with a given track, is refused.
+  ``silence_gate`` false turns the engine's silence gate off (mouth driven by any sound).
+  ``POST /offer`` takes the same options in its body;
 - binary messages: little-endian int16 mono PCM at the start message's ``sample_rate``;
 - text ``{"type": "end_segment"}`` (utterance done), ``{"type": "clear"}`` (interruption),
   ``{"type": "close"}`` (no more audio: the server drains and sends ``done``),
   ``{"type": "ping"}`` (answered with ``pong``).
 Server -> client:
-- text ``{"type": "ready", "fps", "sample_rate", "width", "height", "limits"}``;
+- text ``{"type": "ready", "fps", "sample_rate", "width", "height", "face",
+  "frames_with_face", "silence_gate", "limits"}`` (the face driven, as reported);
 - binary frames (:func:`encode_frame`): ``uint32 LE n`` | ``n`` bytes of JSON ``{"i", "t",
   "speech", "audio_bytes", "segment_end"}`` | int16 PCM played with the frame | a JPEG image;
 - text ``{"type": "stats", ...}`` twice a second and ``{"type": "done", "stats": {...}}``, then

@@ -20,7 +20,7 @@ function status(text, isError = false) {
 
 const stage = new Stage($("out"), $("video"));
 const stats = new StatsPanel($("stats"));
-const sources = new Sources($("source"), stage, status);
+const sources = new Sources($("source"), $("face"), $("face-note"), stage, status);
 const avatars = new Avatars($("avatar-panel"), (name) => {
   status(`avatar ${name} is ready`);
   loadInfo();
@@ -30,7 +30,11 @@ let input = null;
 let meter = null;
 
 function setStreaming(on) {
-  for (const id of ["mic", "file", "sample", "transport", "source", "upload"]) $(id).disabled = on;
+  for (const id of ["mic", "file", "sample", "transport", "source", "upload", "silence-gate"]) {
+    $(id).disabled = on;
+  }
+  if (on) $("face").disabled = true;
+  else sources.fillFaces();
   $("interrupt").disabled = !on;
   $("stop").disabled = !on;
 }
@@ -80,7 +84,9 @@ async function begin(makeInput) {
   stage.drawn = 0;
   meter = setInterval(() => transport && stats.measured(stage.drawn, transport.bytes), 1000);
   status("connecting…");
-  await transport.start(sources.current, input);
+  // the session options the page chooses (validated by the server like every other option)
+  const options = { ...sources.options, silence_gate: $("silence-gate").checked };
+  await transport.start(sources.current, input, options);
 }
 
 $("token-form").addEventListener("submit", (e) => {

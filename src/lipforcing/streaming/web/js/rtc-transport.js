@@ -1,7 +1,7 @@
 // The WebRTC transport: the input audio track goes up, the lip-synced video and the audio it
 // plays come down on the same peer connection; the browser keeps them in sync from their RTP
 // timestamps. Control messages (clear, end_segment, close) and the server's stats travel on a
-// data channel. Signalling: POST /offer {sdp, type, source} -> {sdp, type}.
+// data channel. Signalling: POST /offer {sdp, type, source, ...options} -> {sdp, type}.
 import { authHeaders } from "./api.js";
 
 export class RtcTransport {
@@ -11,7 +11,7 @@ export class RtcTransport {
     this.done = false;
   }
 
-  async start(sourceId, input) {
+  async start(sourceId, input, options = {}) {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     this.channel = pc.createDataChannel("control");
@@ -30,7 +30,9 @@ export class RtcTransport {
     const response = await fetch("/offer", {
       method: "POST",
       headers: authHeaders({ "Content-Type": "application/json" }),
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", source: sourceId }),
+      body: JSON.stringify({
+        sdp: pc.localDescription.sdp, type: "offer", source: sourceId, ...options,
+      }),
     });
     const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
     if (!response.ok) {

@@ -12,7 +12,7 @@ export class WebSocketTransport {
     this.bytes = 0;
   }
 
-  async start(sourceId, input) {
+  async start(sourceId, input, options = {}) {
     this.ctx = new AudioContext();
     await this.ctx.resume().catch(() => {});
     this.playTime = 0;
@@ -23,7 +23,7 @@ export class WebSocketTransport {
     ws.binaryType = "arraybuffer";
     ws.onopen = () => ws.send(JSON.stringify({
       type: "start", source: sourceId, realtime: true, sample_rate: this.ctx.sampleRate,
-      token: token() || undefined,
+      ...options, token: token() || undefined,
     }));
     ws.onmessage = (ev) => this.receive(ev, input);
     ws.onclose = (ev) => this.closed(ev);
