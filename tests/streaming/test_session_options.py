@@ -176,6 +176,22 @@ def test_bad_faces_close_the_session_with_one_message(server, pipeline, source, 
             assert any(words in r.getMessage() for r in caplog.records), words  # logged
 
 
+def test_a_webrtc_session_takes_the_same_options(server):
+    """The offer body's face and silence_gate reach the session (VP8 video is lossy, so the
+    frames themselves are compared on the WebSocket above; the stats say what ran)."""
+    import asyncio
+
+    from test_streaming_webrtc import load_transports
+
+    transports = load_transports()
+    audio, _ = transports.marker_audio(1.0)
+    options = {"face": "1", "silence_gate": False}
+    result = asyncio.run(transports.webrtc_session(server, audio, seconds=3.0, options=options))
+    stats = result.stats
+    assert (stats["face"], stats["silence_gate"]) == ("index 1 from the left", False), stats
+    assert stats["frames_out"] > 0
+
+
 def test_offers_take_and_check_the_same_options(server):
     import asyncio
 
@@ -189,3 +205,46 @@ def test_offers_take_and_check_the_same_options(server):
                          ({"face": "5"}, "no face matches")]:  # fmt: skip
         reply = httpx.post(url, json={"sdp": sdp, "type": "offer", **extra}, timeout=120)
         assert reply.status_code == 400 and words in reply.json()["error"], reply.text
+
+
+def test_tracks_of_other_faces_are_kept_with_their_source_and_leave_with_it(source):
+    import dataclasses
+
+    from lipforcing.streaming.server.sources import MAX_FACE_TRACKS, SourceStore
+
+    store = SourceStore(source, ServerLimits(max_sources=1))
+    sid = store.add(dataclasses.replace(source, name="upload"))
+    assert store.tracked(sid, "largest") is store[sid]  # its own face: the stored source
+    other = [dataclasses.replace(source, face=f"index {i} from the left") for i in range(5)]
+    for s in other:
+        assert store.keep_tracked(sid, s) is s
+    assert store.tracked(sid, "index 4 from the left") is other[4]
+    assert store.tracked(sid, "index 0 from the left") is None  # the oldest dropped
+    assert len(store.faces[sid]) == MAX_FACE_TRACKS
+    store.add(dataclasses.replace(source, name="next"))  # evicts the first upload
+    assert sid not in store.faces and store.tracked(sid, "index 4 from the left") is None
+    store.keep_tracked(sid, other[0])  # a tracking that ends after its source left
+    assert sid not in store.faces
+
+
+def test_a_face_tracking_takes_an_upload_workers_place(two_faces):
+    import asyncio
+
+    from lipforcing.streaming.server.sources import UploadRefused, UploadWorkers
+
+    workers = UploadWorkers(ServerLimits(max_uploads=1), MEDIA)
+    raw = Source.from_file(two_faces, MEDIA)
+    try:
+        workers.busy = 1  # an upload is being decoded
+        with pytest.raises(UploadRefused, match="try again") as refused:
+            asyncio.run(workers.with_face(raw, 1))
+        assert refused.value.status == 429
+        workers.busy = 0
+        tracked = asyncio.run(workers.with_face(raw, 1))
+        assert workers.busy == 0 and tracked.face == "index 1 from the left"
+        assert tracked.frames is raw.frames  # the frames are shared, not copied
+        np.testing.assert_array_equal(
+            tracked.transforms, Source.from_file(two_faces, MEDIA, face=1).transforms
+        )
+    finally:
+        workers.close()

@@ -15,8 +15,8 @@ trickle). On the one peer connection:
   letting the media time fall behind the wall clock, so the receiver's lip sync (RTCP sender
   reports map each stream's RTP time to the wall clock) keeps them within a frame;
 - a data channel (any label) carrying the WebSocket protocol's control messages
-  (``end_segment``, ``clear``, ``close``, ``ping``) up and ``stats`` / ``done`` / ``error``
-  messages down.
+  (``end_segment``, ``clear``, ``close``, ``ping``) up and ``stats`` (with the ``face`` driven
+  and ``silence_gate``) / ``done`` / ``error`` messages down.
 
 A session ends when the peer connection fails or closes, the client sends ``close`` and the
 stream drains, no audio arrives for ``idle_timeout_s``, ``max_session_s`` passes, or the peer
@@ -309,8 +309,11 @@ class RtcPeer:
         clock.samples += len(audio)
 
     def stats(self) -> dict:
+        stream = self.session.stream
         return {
             **stats_fields(self.session.stats),
+            "face": stream.source.face,  # the face driven, as reported (session option face)
+            "silence_gate": stream.silence_gate.enabled,
             "rtc_dropped_frames": self.video.dropped,
             "rtc_dropped_audio": self.audio.dropped,
             "rtc_stall_frames": self.stall_frames,
