@@ -13,7 +13,14 @@ export class StatsPanel {
     if (el) el.textContent = text;
   }
 
+  // What the session runs with: the face driven (as the server reports it) and the gate.
+  session(s) {
+    if (s.face === undefined) return;
+    this.set("s-face", `${s.face} · gate ${s.silence_gate ? "on" : "off"}`);
+  }
+
   server(s) {
+    this.session(s);
     this.set("s-ttff", ms(s.ttff_s));
     this.set("s-fps", s.fps == null ? "–" : s.fps.toFixed(1));
     this.set("s-gen", s.gen_fps == null ? "–" : s.gen_fps.toFixed(1));

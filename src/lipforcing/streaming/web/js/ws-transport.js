@@ -39,6 +39,7 @@ export class WebSocketTransport {
     const msg = JSON.parse(ev.data);
     if (msg.type === "ready") {
       this.rate = msg.sample_rate;
+      this.stats.session(msg);
       this.onStatus("streaming (WebSocket)");
       this.untap = await tapPcm(this.ctx, input.stream, (pcm) => this.send(toInt16(pcm).buffer));
       input.ended.then(() => this.control("end_segment"));
