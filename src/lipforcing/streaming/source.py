@@ -281,10 +281,11 @@ class Source:
                 following.add(self.frames.picture(picture))
             track, faces = following.track(self.frames.index, cfg), following.faces
         else:
-            track = track_faces(self.frames, cfg, face=face)
-            faces = _faces_seen(self.frames[np.argmax(track.found)])
+            track, faces = track_faces(self.frames, cfg, face=face), None
         if not track.found.any():
             raise MediaError(f"{self.name}: no face matches face {describe_face(face)!r}")
+        if faces is None:
+            faces = _faces_seen(self.frames[np.argmax(track.found)])
         return Source._sharing(self.frames, track, cfg, self.source_fps, self.name, face, faces)
 
 
