@@ -215,28 +215,41 @@ async def uploader(address, token, cases, stop_at, tally: Tally) -> None:
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
-        k = 0
-        while time.monotonic() < stop_at:
-            name, body, want = cases[k % len(cases)]
-            k += 1
-            try:
+    k = 0
+    while time.monotonic() < stop_at:
+        name, body, want = cases[k % len(cases)]
+        k += 1
+        try:
+            async with fresh_client() as http:
                 reply = await http.post(
                     f"http://{address}/api/sources",
                     params={"name": name},
                     content=body,
                     headers=headers,
                 )
-            except httpx.HTTPError as e:
-                tally.expect(f"upload {name}", False, repr(e))
-                continue
-            ok = reply.status_code == want or (want == 200 and reply.status_code in (429, 503))
-            tally.expect(f"upload {name} -> {want}", ok, f"{reply.status_code} {reply.text}")
-            await asyncio.sleep(0.5)
+        except httpx.HTTPError as e:
+            tally.expect(f"upload {name}", False, repr(e))
+            continue
+        ok = reply.status_code == want or (want == 200 and reply.status_code in (429, 503))
+        tally.expect(f"upload {name} -> {want}", ok, f"{reply.status_code} {reply.text}")
+        await asyncio.sleep(0.5)
+
+
+def fresh_client():
+    """An HTTP client for ONE request or probe, on a new connection that the client closes.
+
+    A pooled keep-alive connection can be closed by the server's idle timer (5 s) just as
+    the next request goes out on it (the client's loop lags on a loaded machine); the request
+    then dies with a connection reset that says nothing about the server's answer (seen once:
+    ``cross_origin_upload: ReadError``). A new connection per request rules that race out, so
+    every error left is the server's.
+    """
+    import httpx
+
+    return httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S)
 
 
 async def hostile_client(address, token, stop_at, tally: Tally) -> None:
-    import httpx
 
     probes = [
         _foreign_host,
@@ -249,16 +262,16 @@ async def hostile_client(address, token, stop_at, tally: Tally) -> None:
         _silent_socket,
     ]
     k = 0
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
-        while time.monotonic() < stop_at:
-            probe = probes[k % len(probes)]
-            k += 1
-            try:
+    while time.monotonic() < stop_at:
+        probe = probes[k % len(probes)]
+        k += 1
+        try:
+            async with fresh_client() as http:
                 ok, detail = await probe(address, token, http)
-            except Exception as e:  # a probe that crashes is itself a finding
-                ok, detail = False, f"{type(e).__name__}: {e}"
-            tally.expect(probe.__name__.strip("_"), ok, detail)
-            await asyncio.sleep(0.2)
+        except Exception as e:  # a probe that crashes is itself a finding
+            ok, detail = False, f"{type(e).__name__}: {e}"
+        tally.expect(probe.__name__.strip("_"), ok, detail)
+        await asyncio.sleep(0.2)
 
 
 async def _foreign_host(address, token, http):
