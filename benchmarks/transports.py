@@ -268,13 +268,11 @@ async def webrtc_session(
     source: str = "default",
     actions: dict[float, str] | None = None,
     keep_video: bool = False,
-    options: dict | None = None,
 ) -> Result:
     """Stream ``audio`` (then silence) for ``seconds`` over WebRTC; measure.
 
     ``actions`` maps seconds after connecting to a control message type sent on the data
-    channel then (``"clear"`` also mutes the input, as an interrupted speaker stops);
-    ``options``: more session options for the offer body (``face``, ``silence_gate``, ...).
+    channel then (``"clear"`` also mutes the input, as an interrupted speaker stops).
     """
     import httpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -314,7 +312,7 @@ async def webrtc_session(
     )
     await pc.setLocalDescription(await pc.createOffer())
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = {"sdp": pc.localDescription.sdp, "type": "offer", "source": source, **(options or {})}
+    body = {"sdp": pc.localDescription.sdp, "type": "offer", "source": source}
     async with httpx.AsyncClient() as http:
         reply = await http.post(f"http://{address}/offer", json=body, headers=headers, timeout=60)
     if reply.status_code != 200:

@@ -176,20 +176,25 @@ def test_bad_faces_close_the_session_with_one_message(server, pipeline, source, 
             assert any(words in r.getMessage() for r in caplog.records), words  # logged
 
 
-def test_a_webrtc_session_takes_the_same_options(server):
-    """The offer body's face and silence_gate reach the session (VP8 video is lossy, so the
-    frames themselves are compared on the WebSocket above; the stats say what ran)."""
+def test_a_webrtc_offer_opens_its_session_with_those_options(pipeline, two_faces):
+    """The offer body's face and silence_gate reach the session the answer belongs to (VP8
+    video is lossy, so the frames themselves are compared on the WebSocket above)."""
     import asyncio
 
-    from test_streaming_webrtc import load_transports
+    import httpx
+    from test_streaming_webrtc import client_offer
 
-    transports = load_transports()
-    audio, _ = transports.marker_audio(1.0)
-    options = {"face": "1", "silence_gate": False}
-    result = asyncio.run(transports.webrtc_session(server, audio, seconds=3.0, options=options))
-    stats = result.stats
-    assert (stats["face"], stats["silence_gate"]) == ("index 1 from the left", False), stats
-    assert stats["frames_out"] > 0
+    app = create_app(pipeline, Source.from_file(two_faces, MEDIA))
+    state = app.app.state.server  # inside the Host / Origin guard
+    sdp = asyncio.run(client_offer(audio=True, video=True))
+    with running(app) as address:
+        body = {"sdp": sdp, "type": "offer", "face": "1", "silence_gate": False}
+        reply = httpx.post(f"http://{address}/offer", json=body, timeout=120)
+        assert reply.status_code == 200 and reply.json()["type"] == "answer", reply.text
+        (peer,) = state.peers  # the peer never connects: it ends at the server's shutdown
+        stream = peer.session.stream
+        assert stream.source.face == "index 1 from the left" and not stream.silence_gate.enabled
+        assert peer.stats()["face"] == "index 1 from the left"  # what its stats will say
 
 
 def test_offers_take_and_check_the_same_options(server):
