@@ -3,6 +3,8 @@ whoever joins or leaves (bitwise, CPU)."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from streaming_inputs import face_frames, speech_like
 from test_engine_options import PRESET
 
 from lipforcing.streaming.engine import ChunkEngine, ChunkRequest
+from lipforcing.streaming.options import ExecutionOptions
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.source import Source
 
@@ -53,9 +56,8 @@ def alone(pipe, sources, name):
     return feed
 
 
-def test_frames_are_identical_alone_and_batched(setup):
-    pipe, sources = setup
-    engine = ChunkEngine(pipe)
+def batched(engine, sources):
+    """Every stream of PLAN through ``engine``, joining and leaving as planned."""
     feeds, groups = {}, []
     for step in range(6):
         for name, (src, seed, audio_seed, first, _) in PLAN.items():
@@ -67,6 +69,12 @@ def test_frames_are_identical_alone_and_batched(setup):
         for name, chunk in zip(active, chunks):
             feeds[name].frames.append(chunk.frames)
     engine.flush([f.stream for f in feeds.values()])
+    return feeds, groups
+
+
+def test_frames_are_identical_alone_and_batched(setup):
+    pipe, sources = setup
+    feeds, groups = batched(ChunkEngine(pipe), sources)
     assert max(groups) == 3  # steady, empty and one-chunk caches in one step
     for name, feed in feeds.items():
         ref = alone(pipe, sources, name)
@@ -83,3 +91,36 @@ def test_a_stream_takes_one_chunk_per_step(setup):
     r = feed.request()
     with pytest.raises(ValueError, match="one chunk per step"):
         engine.step_many([r, r])
+
+
+def test_stream_threads_give_each_stream_its_plain_frames(setup):
+    """stream_threads=2: a step's streams are dealt into two parts stepped at once on two
+    threads, torch at one intra-op thread; every stream's frames and cache are bitwise its
+    own on the plain path alone (at one torch thread)."""
+    _, sources = setup
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        pipe = Pipeline.random(PRESET, seed=0, options=ExecutionOptions(stream_threads=2))
+        assert torch.get_num_threads() == 1 and pipe.options.stream_threads == 2
+        engine = ChunkEngine(pipe)
+        ran_on = set()
+        step_part = engine._step_part
+
+        def recorded(requests):
+            ran_on.add(threading.current_thread().name)
+            return step_part(requests)
+
+        engine._step_part = recorded
+        feeds, _ = batched(engine, sources)
+        assert len(ran_on) == 2 and all(n.startswith("lipsync-part") for n in ran_on)
+        plain = Pipeline.random(PRESET, seed=0, options=ExecutionOptions.plain())
+        for name, feed in feeds.items():
+            ref = alone(plain, sources, name)
+            assert len(feed.frames) == len(ref.frames)
+            for got, want in zip(feed.frames, ref.frames):
+                assert np.array_equal(got, want), name
+            assert torch.equal(feed.stream.cache.k, ref.stream.cache.k), name
+            assert torch.equal(feed.stream.cache.v, ref.stream.cache.v), name
+    finally:
+        torch.set_num_threads(threads)

@@ -167,6 +167,17 @@ def test_cpu_refuses_gpu_options_with_one_line_each():
     assert pipe.requested == asked and pipe.options == r.options and pipe.notes == list(r.notes)
 
 
+def test_stream_threads_are_refused_off_the_cpu_with_one_line():
+    r = resolve(ExecutionOptions(stream_threads=2), "cuda")
+    assert r.options.stream_threads == 1
+    assert r.notes == (
+        "stream_threads=2 runs as stream_threads=1: stream threads share out CPU cores, "
+        "this is cuda",
+    )
+    with pytest.raises(ValueError, match="stream_threads"):
+        ExecutionOptions(stream_threads=0)
+
+
 def test_fp8_below_sm89_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     r = resolve(ExecutionOptions(fp8=True), "cuda")

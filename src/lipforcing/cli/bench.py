@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--interleave", action="store_true", help="both: alternate teacher and student runs")
     a("--sdpa", default="auto", help="SDPA backend: auto, flash, cudnn, efficient, math")
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    a(
+        "--stream-threads",
+        type=int,
+        default=1,
+        help="CPU: split each batched step's sessions across N threads, torch at 1 thread each",
+    )
     a("--seed", type=int, default=0, help="weights, inputs and noise seed")
     a(
         "--sessions",
@@ -204,6 +210,7 @@ def options_from_args(args: argparse.Namespace):
             interleave=args.interleave,
             fp8=args.fp8,
             sdpa=args.sdpa,
+            stream_threads=args.stream_threads,
             seed=args.seed,
         )
         bench_preset(opts)  # the overrides must give a valid preset

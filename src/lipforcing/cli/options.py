@@ -110,6 +110,12 @@ def add_execution(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--two-streams", action="store_true", help="CUDA: codec and DiT overlap")
     g.add_argument("--fp8", action="store_true", help="CUDA sm89+: FP8 block Linears (approx.)")
     g.add_argument("--sdpa", default="auto", help="attention kernel: auto, flash, cudnn, ...")
+    g.add_argument(
+        "--stream-threads",
+        type=int,
+        default=1,
+        help="CPU: split each batched step's sessions across N threads, torch at 1 thread each",
+    )
 
 
 def execution_options(args: argparse.Namespace):
@@ -125,6 +131,7 @@ def execution_options(args: argparse.Namespace):
             two_streams=getattr(args, "two_streams", False),
             fp8=getattr(args, "fp8", False),
             sdpa=getattr(args, "sdpa", "auto"),
+            stream_threads=getattr(args, "stream_threads", 1),
         )
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -50,8 +50,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -215,6 +217,7 @@ class ChunkEngine:
         if tracer is not None:
             self.net = _TracedModel(self.net, self.tracer)
         self.warm = False  # warmup() ran on this engine
+        self._pool: ThreadPoolExecutor | None = None  # stream_threads' threads, made on first use
 
     @property
     def options(self):
@@ -295,6 +298,16 @@ class ChunkEngine:
             raise ValueError("a stream can take only one chunk per step")
         for r in requests:
             _check_audio(r)
+        finished = self._in_parts(self._step_part, list(requests))
+        compute_s = time.perf_counter() - t0
+        return [dataclasses.replace(c, compute_s=compute_s) for c in finished]
+
+    def flush(self, streams: Sequence[EngineStream]) -> None:
+        """Run the pending KV writes of ``streams`` (a no-op for streams with none)."""
+        self._in_parts(self._flush_part, list(streams))
+
+    def _step_part(self, requests: list[ChunkRequest]) -> list[Chunk]:
+        """One step of some streams: their DiT calls batched per cache state."""
         with torch.inference_mode(), accel.sdpa_backend(self.options.sdpa):
             self.lanes.start()
             self._flush([r.stream for r in requests])
@@ -305,15 +318,30 @@ class ChunkEngine:
                     self._write(group)
             finished = [self._finish(w) for w in work]
             self.lanes.join()
-        compute_s = time.perf_counter() - t0
-        return [dataclasses.replace(c, compute_s=compute_s) for c in finished]
+        return finished
 
-    def flush(self, streams: Sequence[EngineStream]) -> None:
-        """Run the pending KV writes of ``streams`` (a no-op for streams with none)."""
+    def _flush_part(self, streams: list[EngineStream]) -> list[None]:
         with torch.inference_mode(), accel.sdpa_backend(self.options.sdpa):
             self.lanes.start()
             self._flush(streams)
             self.lanes.join()
+        return [None] * len(streams)
+
+    def _in_parts(self, fn, items: list) -> list:
+        """``fn(items)``, one result per item. With ``stream_threads`` N > 1 the items are
+        dealt into N parts that run at once on the engine's threads (the streams of a part
+        are independent of the other parts': each stream has its own state)."""
+        k = min(self.options.stream_threads, len(items))
+        if k <= 1:
+            return fn(items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.options.stream_threads, "lipsync-part")
+        futures = [self._pool.submit(fn, items[i::k]) for i in range(k)]
+        wait(futures)  # every part ends before an error is raised
+        out: list = [None] * len(items)
+        for i, future in enumerate(futures):
+            out[i::k] = future.result()
+        return out
 
     def warmup(self, source: Source, *, chunks: int | None = None) -> float:
         """Run silent chunks on a throw-away stream so one-off costs (first kernel launches,
@@ -533,7 +561,16 @@ class _TracedModel:
     ``kv_write``); ``k`` counts the calls since the last write."""
 
     def __init__(self, net, tracer: Tracer) -> None:
-        self.net, self.tracer, self.calls = net, tracer, 0
+        self.net, self.tracer = net, tracer
+        self._local = threading.local()  # the count is per thread (stream_threads' parts)
+
+    @property
+    def calls(self) -> int:
+        return getattr(self._local, "calls", 0)
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        self._local.calls = value
 
     def __call__(self, x_t, t, cond, kv_cache=None, *, update_cache: bool = False):
         name = "kv_write" if update_cache else f"denoise_{self.calls}"

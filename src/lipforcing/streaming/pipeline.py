@@ -175,6 +175,11 @@ class Pipeline:
             accel.fp8_linears(self.model)
         if self.options.compile:
             self._undo_compile = accel.compile_blocks(self.model)
+        if self.options.stream_threads > 1:  # the engine's threads take a core each
+            torch.set_num_threads(1)
+            log.info(
+                "stream_threads=%d: torch runs one intra-op thread", self.options.stream_threads
+            )
 
     def compile_failed(self, error: BaseException) -> None:
         """Take back ``compile`` after it failed (at warm-up): eager from here, with a note."""
