@@ -26,6 +26,7 @@ SMALL = ["--layers", "1", "--resolution", "64"]
         (["--resolution", "72"], "multiple of 16"),
         (["--sdpa", "fastest"], "unknown SDPA backend"),
         (["--threads", "0"], "--threads must be >= 1"),
+        (["--stream-threads", "0"], "stream_threads must be >= 1"),
     ],
 )
 def test_one_line_errors(argv, message, capsys):
@@ -101,7 +102,8 @@ def test_recorded_command_reproduces_the_session_counts():
 
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
-    args = parser.parse_args([*SMALL, "--sessions", "1,4", "--session-seconds", "2.5"])
+    argv = [*SMALL, "--sessions", "1,4", "--session-seconds", "2.5", "--stream-threads", "2"]
+    args = parser.parse_args(argv)
     opts, sessions = bench.options_from_args(args), bench.sessions_from_args(args)
     again = parser.parse_args(shlex.split(bench.command_line(opts, 2, sessions))[2:])
     assert bench.options_from_args(again) == opts

@@ -12,6 +12,7 @@ from streaming_inputs import face_frames, speech_like
 from test_engine_options import PRESET
 
 from lipforcing.streaming.offline import lipsync_offline
+from lipforcing.streaming.options import ExecutionOptions
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.scheduler import Scheduler
 from lipforcing.streaming.session import StreamSession
@@ -35,6 +36,23 @@ def _drain(session, out, key):
 
 def test_shared_scheduler_gives_each_session_its_alone_frames(setup):
     pipe, sources = setup
+    three_sessions(pipe, pipe, sources)
+
+
+def test_stream_threads_give_each_session_its_alone_frames(setup):
+    """serve --stream-threads 2: the scheduler's steps run in two parts at once; every
+    session's frames are still its alone frames on the default path (one torch thread)."""
+    pipe, sources = setup
+    threads = torch.get_num_threads()
+    try:
+        split = Pipeline.random(PRESET, seed=0, options=ExecutionOptions(stream_threads=2))
+        three_sessions(split, pipe, sources)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def three_sessions(pipe, reference, sources):
+    """Three sessions on one scheduler of ``pipe``; each one's frames = ``reference`` alone."""
     audios = [speech_like(1.0 + 0.4 * k, seed=k) for k in range(3)]
     scheduler = Scheduler(pipe)
     try:
@@ -55,7 +73,7 @@ def test_shared_scheduler_gives_each_session_its_alone_frames(setup):
         assert max(scheduler.batch_sizes) == 3  # chunks of all three stepped together
         assert scheduler.sessions == 0  # finished sessions left
         for k, (src, a) in enumerate(zip(sources, audios)):
-            alone = lipsync_offline(pipe, src, a, seed=k).frames
+            alone = lipsync_offline(reference, src, a, seed=k).frames
             assert np.array_equal(out[k][: len(alone)], alone), k
     finally:
         scheduler.close()
