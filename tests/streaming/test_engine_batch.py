@@ -12,7 +12,7 @@ from streaming_inputs import face_frames, speech_like
 from test_engine_options import PRESET
 
 from lipforcing.streaming.engine import ChunkEngine, ChunkRequest
-from lipforcing.streaming.options import ExecutionOptions
+from lipforcing.streaming.options import ExecutionOptions, restore_torch_threads
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.source import Source
 
@@ -123,4 +123,6 @@ def test_stream_threads_give_each_stream_its_plain_frames(setup):
             assert torch.equal(feed.stream.cache.k, ref.stream.cache.k), name
             assert torch.equal(feed.stream.cache.v, ref.stream.cache.v), name
     finally:
+        restore_torch_threads()
+        assert torch.get_num_threads() == 2
         torch.set_num_threads(threads)

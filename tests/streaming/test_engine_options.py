@@ -16,9 +16,15 @@ import torch
 from streaming_inputs import face_frames, speech_like
 
 from lipforcing.config import tiny
+from lipforcing.errors import UserError
 from lipforcing.streaming import accel
 from lipforcing.streaming.engine import ChunkEngine
-from lipforcing.streaming.options import ExecutionOptions, resolve
+from lipforcing.streaming.options import (
+    ExecutionOptions,
+    cpu_threads,
+    resolve,
+    restore_torch_threads,
+)
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.source import Source
 
@@ -176,6 +182,39 @@ def test_stream_threads_are_refused_off_the_cpu_with_one_line():
     )
     with pytest.raises(ValueError, match="stream_threads"):
         ExecutionOptions(stream_threads=0)
+
+
+def test_stream_threads_auto_is_the_cpu_threads_given_and_one_on_cuda():
+    threads = torch.get_num_threads()
+    auto = ExecutionOptions(stream_threads="auto")
+    try:
+        torch.set_num_threads(3)
+        assert resolve(auto, "cpu").options.stream_threads == 3
+        assert resolve(auto, "cuda") == resolve(ExecutionOptions(), "cuda")  # 1, no note
+        pipe = Pipeline.random(PRESET, options=auto)
+        assert pipe.requested == auto and pipe.options.stream_threads == 3 and not pipe.notes
+        assert torch.get_num_threads() == 1  # a core per part
+        assert cpu_threads() == 3  # a second pipeline's "auto" still sees the threads given
+        assert resolve(auto, "cpu").options.stream_threads == 3
+    finally:
+        restore_torch_threads()
+        torch.set_num_threads(threads)
+
+
+def test_stream_threads_flag_defaults_auto_on_serve_only():
+    import argparse
+
+    from lipforcing.cli import options
+
+    def parsed(argv, **default):
+        parser = argparse.ArgumentParser()
+        options.add_execution(parser, **default)
+        return options.execution_options(parser.parse_args(argv)).stream_threads
+
+    assert parsed([]) == 1 and parsed([], stream_threads="auto") == "auto"
+    assert parsed(["--stream-threads", "2"], stream_threads="auto") == 2
+    with pytest.raises(UserError, match="stream_threads must be >= 1 or 'auto'"):
+        parsed(["--stream-threads", "many"])
 
 
 def test_fp8_below_sm89_is_refused(monkeypatch):

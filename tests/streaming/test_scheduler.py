@@ -12,7 +12,7 @@ from streaming_inputs import face_frames, speech_like
 from test_engine_options import PRESET
 
 from lipforcing.streaming.offline import lipsync_offline
-from lipforcing.streaming.options import ExecutionOptions
+from lipforcing.streaming.options import ExecutionOptions, restore_torch_threads
 from lipforcing.streaming.pipeline import Pipeline
 from lipforcing.streaming.scheduler import Scheduler
 from lipforcing.streaming.session import StreamSession
@@ -48,6 +48,7 @@ def test_stream_threads_give_each_session_its_alone_frames(setup):
         split = Pipeline.random(PRESET, seed=0, options=ExecutionOptions(stream_threads=2))
         three_sessions(split, pipe, sources)
     finally:
+        restore_torch_threads()
         torch.set_num_threads(threads)
 
 

@@ -68,7 +68,7 @@ class BenchOptions:
     interleave: bool = False  # both: build both, alternate their runs (fair on a shared CPU)
     fp8: bool = False  # CUDA sm89+ only: FP8 (e4m3) block Linears with per-tensor scales
     sdpa: str = "auto"  # SDPA backend: auto, flash, cudnn, efficient, math
-    stream_threads: int = 1  # CPU: a step's streams split across threads, torch at 1 thread
+    stream_threads: int | str = 1  # CPU: a step's streams split across threads ("auto": all)
     seed: int = 0
     checkpoint: str | None = None  # DiT weights (any accepted layout) instead of random ones
     adapters: tuple[str, ...] = ()  # adapters over ``checkpoint`` (OmniAvatar LoRA, deltas)
@@ -86,8 +86,7 @@ class BenchOptions:
             raise ValueError("layers must be >= 1")
         if self.sdpa not in SDPA_BACKENDS:
             raise ValueError(f"unknown SDPA backend {self.sdpa!r}; {list(SDPA_BACKENDS)}")
-        if self.stream_threads < 1:
-            raise ValueError("stream_threads must be >= 1")
+        ExecutionOptions(stream_threads=self.stream_threads)  # >= 1 or "auto"
         if self.checkpoint is not None and self.layers is not None:
             raise ValueError("--layers: the depth of --checkpoint weights is read from the file")
 

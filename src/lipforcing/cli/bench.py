@@ -20,6 +20,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lipforcing.cli.options import STREAM_THREADS_HELP
+
 DESCRIPTION = """\
 Measure the throughput (FPS) and time to first frame (TTFF) of the teacher and the
 streaming student, with the paper's protocol: timed from the first codec encode to the end of
@@ -58,9 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a(
         "--stream-threads",
-        type=int,
-        default=1,
-        help="CPU: split each batched step's sessions across N threads, torch at 1 thread each",
+        default=None,
+        help=f"{STREAM_THREADS_HELP} (default: auto with --sessions, else 1)",
     )
     a("--seed", type=int, default=0, help="weights, inputs and noise seed")
     a(
@@ -143,6 +144,8 @@ def provenance() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
+    from lipforcing.streaming.options import cpu_threads
+
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = bool(git("status", "--porcelain", "--", *MEASURED))
     return {
@@ -151,7 +154,8 @@ def provenance() -> dict:
         "machine": platform.node(),
         "cpu": _cpu_name(),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": cpu_threads(),  # the CPU threads given (--threads, else torch's default)
+        "torch_threads": torch.get_num_threads(),  # intra-op (1 with stream threads)
     }
 
 
@@ -210,13 +214,22 @@ def options_from_args(args: argparse.Namespace):
             interleave=args.interleave,
             fp8=args.fp8,
             sdpa=args.sdpa,
-            stream_threads=args.stream_threads,
+            stream_threads=_stream_threads(args),
             seed=args.seed,
         )
         bench_preset(opts)  # the overrides must give a valid preset
     except ValueError as e:
         raise UserError(str(e)) from None
     return opts
+
+
+def _stream_threads(args: argparse.Namespace) -> int | str:
+    """--stream-threads, by default auto when sessions are measured (serve's default), else 1."""
+    from lipforcing.cli.options import stream_threads
+
+    if args.stream_threads is not None:
+        return stream_threads(args.stream_threads)
+    return "auto" if args.sessions is not None else 1
 
 
 def sessions_from_args(args: argparse.Namespace):
@@ -314,4 +327,6 @@ def _device_name(device: str) -> str:
 
     if torch.device(device).type == "cuda":
         return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
-    return f"cpu: {_cpu_name()}, {torch.get_num_threads()} threads"
+    from lipforcing.streaming.options import cpu_threads
+
+    return f"cpu: {_cpu_name()}, {cpu_threads()} threads"

@@ -102,20 +102,30 @@ def add_student(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_execution(parser: argparse.ArgumentParser) -> None:
-    """The chunk runtime's device-specific execution options (outputs stay the same)."""
+STREAM_THREADS_HELP = (
+    "CPU: sessions of a batched step split across N threads, torch at one intra-op thread "
+    "(frames = a run at --threads 1); auto: N = the CPU threads, 1 on CUDA"
+)
+
+
+def stream_threads(text: str) -> int | str:
+    """``--stream-threads`` as ExecutionOptions takes it: ``"auto"`` or an int (a word that is
+    neither is left for ExecutionOptions to refuse, in one line)."""
+    text = str(text).strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def add_execution(parser: argparse.ArgumentParser, *, stream_threads: str = "1") -> None:
+    """The chunk runtime's device-specific execution options (outputs stay the same, except
+    ``--stream-threads``: see ``streaming/options.py``); ``stream_threads`` is the default of
+    ``--stream-threads`` (``"auto"`` for ``serve``)."""
     g = parser.add_argument_group("execution (how the student runs)")
     g.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks")
     g.add_argument("--cuda-graphs", action="store_true", help="CUDA: replay steady chunks")
     g.add_argument("--two-streams", action="store_true", help="CUDA: codec and DiT overlap")
     g.add_argument("--fp8", action="store_true", help="CUDA sm89+: FP8 block Linears (approx.)")
     g.add_argument("--sdpa", default="auto", help="attention kernel: auto, flash, cudnn, ...")
-    g.add_argument(
-        "--stream-threads",
-        type=int,
-        default=1,
-        help="CPU: split each batched step's sessions across N threads, torch at 1 thread each",
-    )
+    g.add_argument("--stream-threads", default=stream_threads, help=STREAM_THREADS_HELP)
 
 
 def execution_options(args: argparse.Namespace):
@@ -131,7 +141,7 @@ def execution_options(args: argparse.Namespace):
             two_streams=getattr(args, "two_streams", False),
             fp8=getattr(args, "fp8", False),
             sdpa=getattr(args, "sdpa", "auto"),
-            stream_threads=getattr(args, "stream_threads", 1),
+            stream_threads=stream_threads(getattr(args, "stream_threads", "1")),
         )
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and creates new ones there from uploaded footage",
     )
     options.add_device(parser)
-    options.add_execution(parser)
+    options.add_execution(parser, stream_threads="auto")
     for field, kind, text in LIMIT_FLAGS:
         flag = "--" + field.replace("_", "-")
         parser.add_argument(flag, type=kind, default=getattr(d, field), help=text)

@@ -16,7 +16,9 @@ played-audio tail and the cross-attention context. :meth:`ChunkEngine.step_many`
 chunks of several streams together: the DiT runs once per group of streams whose caches are in
 the same state (a :class:`~lipforcing.models.kv_cache.CacheBatch` over their own caches, each
 row's noise from its own generator); everything else runs per stream. The model is
-batch-invariant, so a stream's frames are the same alone and batched (tested bitwise).
+batch-invariant, so a stream's frames are the same alone and batched (tested bitwise). With
+the ``stream_threads`` option N > 1 (CPU), a step's streams are dealt into N parts stepped at
+once on the engine's N threads, torch at one intra-op thread (:mod:`.options`).
 
 Per chunk (spec sections 2 and 6):
 1. Source frames for the chunk's output indices (ping-pong over the source) and their aligned

@@ -20,12 +20,15 @@ Off by default, because they are device-specific or change numerics:
   DiT of another (CUDA only; exact by construction, unmeasured on a GPU so far).
 - ``fp8``: e4m3 block Linears through ``torch._scaled_mm`` (CUDA sm89+ only; approximate).
 - ``sdpa``: pin the SDPA backend (``auto`` lets PyTorch choose).
-- ``stream_threads``: CPU only. With N > 1, the streams of a batched step are split into N
+- ``stream_threads``: CPU only. With N > 1, the streams of a batched step are dealt into N
   parts stepped at once on N threads, and torch runs one intra-op thread (set for the whole
-  process when the pipeline loads). On a few cores, small per-stream operations use a core
-  each far better than two intra-op threads share one operation. A stream's frames are
-  bitwise those of the plain path at one torch thread (the model is batch-invariant), which
-  differ in rounding from a run at several torch threads: hence off by default.
+  process when the pipeline loads, :func:`single_threaded_torch`). On a few cores, small
+  per-stream operations use a core each far better than two intra-op threads share one
+  operation. A stream's frames are bitwise those of the plain path at ONE torch thread
+  (``torch.set_num_threads(1)``), alone or batched (the model is batch-invariant); they differ
+  in rounding from a run at several torch threads, so the library default stays 1. ``"auto"``
+  (the default of ``serve`` and ``bench --sessions``): as many as the CPU threads torch was
+  given (``--threads``, else torch's default), 1 on other devices.
 
 :func:`resolve` turns the requested options into the ones the device can run, with one line
 per option that cannot run as asked (what was asked, what runs instead, why). Those lines are
@@ -58,13 +61,14 @@ class ExecutionOptions:
     two_streams: bool = False  # CUDA: codec and DiT on separate CUDA streams
     fp8: bool = False  # CUDA sm89+: e4m3 block Linears (approximate)
     sdpa: SdpaBackend = "auto"  # scaled_dot_product_attention backend
-    stream_threads: int = 1  # CPU: a step's streams split across this many threads
+    stream_threads: int | Literal["auto"] = 1  # CPU: a step's streams split across threads
 
     def __post_init__(self) -> None:
         if self.sdpa not in SDPA_BACKENDS:
             raise ValueError(f"unknown SDPA backend {self.sdpa!r}; choose from {SDPA_BACKENDS}")
-        if self.stream_threads < 1:
-            raise ValueError(f"stream_threads must be >= 1, got {self.stream_threads}")
+        n = self.stream_threads
+        if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"stream_threads must be >= 1 or 'auto', got {n!r}")
 
     @classmethod
     def plain(cls) -> ExecutionOptions:
@@ -106,11 +110,35 @@ def resolve(requested: ExecutionOptions, device: torch.device | str) -> Resolved
             )
         elif (cap := torch.cuda.get_device_capability(device)) < FP8_MIN_CAPABILITY:
             refuse("fp8", False, f"FP8 matmuls need sm89 or newer, this GPU is sm{cap[0]}{cap[1]}")
-    if requested.stream_threads > 1 and device.type != "cpu":
+    if requested.stream_threads == "auto":
+        changes["stream_threads"] = cpu_threads() if device.type == "cpu" else 1
+    elif requested.stream_threads > 1 and device.type != "cpu":
         refuse("stream_threads", 1, f"stream threads share out CPU cores, this is {device.type}")
     if not cuda and requested.sdpa not in CPU_SDPA_BACKENDS:
         refuse("sdpa", "auto", f"the {requested.sdpa} SDPA kernel exists only on CUDA")
     return Resolved(dataclasses.replace(requested, **changes), tuple(notes))
+
+
+_threads_asked: list[int] = []  # torch's thread count when single_threaded_torch() set one
+
+
+def cpu_threads() -> int:
+    """The CPU threads torch was given (before :func:`single_threaded_torch` set one)."""
+    return _threads_asked[0] if _threads_asked else torch.get_num_threads()
+
+
+def single_threaded_torch() -> None:
+    """One torch intra-op thread for the process (``stream_threads``: a core per part); the
+    count it had is kept for later ``"auto"`` resolutions (:func:`cpu_threads`)."""
+    if not _threads_asked:
+        _threads_asked.append(torch.get_num_threads())
+    torch.set_num_threads(1)
+
+
+def restore_torch_threads() -> None:
+    """Undo :func:`single_threaded_torch` (tests; a process done with stream threads)."""
+    if _threads_asked:
+        torch.set_num_threads(_threads_asked.pop())
 
 
 def _asked(field: str, value) -> str:

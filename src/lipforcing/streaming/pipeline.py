@@ -176,7 +176,9 @@ class Pipeline:
         if self.options.compile:
             self._undo_compile = accel.compile_blocks(self.model)
         if self.options.stream_threads > 1:  # the engine's threads take a core each
-            torch.set_num_threads(1)
+            from lipforcing.streaming.options import single_threaded_torch
+
+            single_threaded_torch()
             log.info(
                 "stream_threads=%d: torch runs one intra-op thread", self.options.stream_threads
             )
