@@ -1,14 +1,29 @@
-"""Training plumbing: exact resume, 1 vs 2 gloo processes, Stage-1 times, CFG dropout."""
+"""Training plumbing: exact resume, 1 vs 2 gloo processes, Stage-1 times, losses and attention
+windows, CFG dropout."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.multiprocessing as mp
 from distill_helpers import dist_worker, toy_batch, toy_model, train_toy
 
-from lipforcing.config import CausalConfig, DiffusionForcingConfig, OptimConfig, ScheduleConfig
+from lipforcing.config import (
+    RELEASE_WINDOWS,
+    CausalConfig,
+    DiffusionForcingConfig,
+    OptimConfig,
+    ScheduleConfig,
+)
+from lipforcing.diffusion.losses import flow_matching_loss
 from lipforcing.diffusion.schedules import shifted_timesteps
-from lipforcing.distill.diffusion_forcing import chunk_times, drop_conditions, time_set
+from lipforcing.distill.diffusion_forcing import (
+    chunk_times,
+    diffusion_forcing_step,
+    drop_conditions,
+    time_set,
+)
 from lipforcing.distill.draws import Draws
 
 CFG = OptimConfig(lr=1e-3, warmup_steps=2, batch_size=2, micro_batch=1, steps=5)
@@ -63,6 +78,65 @@ def test_release_stage1_times_are_0999_0769_and_clean_context():
     assert [round(float(v), 3) for v in times] == [0.999, 0.769, 0.0]  # the release's t_list
     t = chunk_times(times, 21, 3, Draws.for_micro_batch(0, 0, 0, 300))
     assert abs(float((t == 0).float().mean()) - 1 / 3) < 0.05  # a third of chunks are clean
+
+
+def stage1_draws(cfg: DiffusionForcingConfig, batch: dict, step: int = 0):
+    """The per-frame times and noise :func:`diffusion_forcing_step` draws at ``step``."""
+    d = Draws.for_micro_batch(0, step, 0, batch["x0"].shape[0])
+    times = time_set(cfg, CausalConfig(), ScheduleConfig())
+    t = chunk_times(times, batch["x0"].shape[2], CausalConfig().chunk_frames, d)
+    return t, d.randn(batch["x0"].shape[1:])
+
+
+def stage1_loss(model, batch: dict, cfg: DiffusionForcingConfig, step: int = 0) -> torch.Tensor:
+    d = Draws.for_micro_batch(0, step, 0, batch["x0"].shape[0])
+    return diffusion_forcing_step(model, batch, cfg, CausalConfig(), ScheduleConfig(), d)[0]
+
+
+@torch.no_grad()
+def test_release_stage1_loss_is_half_the_x0_error_that_is_t2_times_the_velocity_error():
+    """The release's loss 0.5 * mean (x0_pred - x0)^2 written through the velocity: x0_pred - x0
+    = -t (v - (noise - x0)), so it is 0.5 * mean t^2 (v - v_target)^2; clean chunks add 0."""
+    model, batch = toy_model(), toy_batch(2, 6)
+    cfg = DiffusionForcingConfig(times="grid_and_clean", loss="x0")
+    t, noise = stage1_draws(cfg, batch)
+    assert (t == 0).any() and (t > 0).any()  # a clean chunk and a noisy one in the batch
+    x0 = batch["x0"]
+    tt = t[:, None, :, None, None]
+    v = model((1 - tt) * x0 + tt * noise, t, batch["cond"])
+    want = 0.5 * (tt.square() * (v - (noise - x0)).square()).mean()
+    torch.testing.assert_close(stage1_loss(model, batch, cfg), want)
+    paper = dataclasses.replace(cfg, loss="velocity")
+    velocity = flow_matching_loss(model, x0, t, noise, batch["cond"])
+    torch.testing.assert_close(stage1_loss(model, batch, paper), velocity)
+
+
+@torch.no_grad()
+def test_stage1_attention_windows_go_through_the_model_s_windowed_mask():
+    """A (sink, window) of the list is the model's mask_window for the step's forward (the same
+    loss as a model built with it; not the full block-causal one), one draw shared by every
+    micro-batch of a step, every window drawn over steps, and the model's config restored."""
+    model, batch = toy_model(), toy_batch(1, 12)  # 4 chunks: a window of 1 + 3 drops history
+    cfg = DiffusionForcingConfig(attention_windows=((1, 3),))
+    t, noise = stage1_draws(cfg, batch)
+    windowed = toy_model()
+    windowed.cfg = dataclasses.replace(windowed.cfg, mask_window=(1, 3))
+    want = flow_matching_loss(windowed, batch["x0"], t, noise, batch["cond"])
+    got = stage1_loss(model, batch, cfg)
+    torch.testing.assert_close(got, want)
+    full = stage1_loss(model, batch, dataclasses.replace(cfg, attention_windows=()))
+    assert abs(float(full - got)) > 1e-6
+    assert model.cfg.mask_window is None  # restored
+    seen: list = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(m.cfg.mask_window))
+    release = DiffusionForcingConfig(attention_windows=RELEASE_WINDOWS)
+    for step in range(40):
+        for first in (0, 1):  # two micro-batches (or processes) of the same step
+            d = Draws.for_micro_batch(0, step, first, 1)
+            diffusion_forcing_step(model, batch, release, CausalConfig(), ScheduleConfig(), d)
+    assert seen[0::2] == seen[1::2]  # one window per step, whatever the micro-batch
+    assert set(seen) == set(RELEASE_WINDOWS)
+    assert model.cfg.mask_window is None
 
 
 def test_cfg_dropout_rates_and_modes():
