@@ -10,7 +10,8 @@ import soundfile
 
 from lipforcing.cli.main import main
 from lipforcing.config import tiny
-from lipforcing.data.preprocess import load_shard
+from lipforcing.data.preprocess import find_shards, load_shard, write_shard
+from lipforcing.errors import UserError
 from lipforcing.media.align import canonical_template, fit_similarity, warp_to_crop
 from lipforcing.media.audio import audio_features
 from lipforcing.media.faces import track_faces
@@ -168,3 +169,16 @@ def test_odd_rates_and_layouts_through_the_command(tmp_path):
         assert meta["frames"] == t and meta["fps"] == 25.0
         assert abs(len(arrays["audio"]) - t * 640) <= 640
         assert np.abs(np.asarray(arrays["audio"])).max() == pytest.approx(0.3, abs=0.05)
+
+
+def test_find_shards_takes_a_shard_or_a_folder_of_shards(tmp_path):
+    one = {"found": np.ones(2, bool)}
+    a = write_shard(tmp_path / "set", "a", one, {"frames": 2})
+    b = write_shard(tmp_path / "set", "b", one, {"frames": 2})
+    (tmp_path / "set" / ".c.tmp").mkdir()  # an unfinished write is no shard
+    assert find_shards([tmp_path / "set"]) == [a, b]
+    assert find_shards([str(b), str(a)]) == [b, a]
+    with pytest.raises(UserError, match="no shards under .*empty"):
+        find_shards([tmp_path / "empty"])
+    with pytest.raises(UserError, match=r"no shards under \(nothing given\)"):
+        find_shards([])

@@ -100,3 +100,20 @@ def test_recipe_chain_writes_checkpoints_and_a_complete_report(tmp_path, monkeyp
         assert report["ablation"]["sync_window_reward"][metric] == pytest.approx(
             report["student"][metric], rel=1e-5
         )
+
+
+def test_the_training_library_never_imports_the_cli():
+    """Issue 16 (structure): the recipe trains SyncNet and finds shards through library
+    functions; nothing under lipforcing.distill imports lipforcing.cli."""
+    import ast
+    from pathlib import Path
+
+    root = Path(recipe.__file__).parent
+    found = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            found += [f"{path.name}: {n}" for n in names if n.startswith("lipforcing.cli")]
+    assert len(list(root.glob("*.py"))) > 10 and not found, found

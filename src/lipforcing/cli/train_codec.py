@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from lipforcing.cli.train_syncnet import find_shards
     from lipforcing.codecs import build_codec
     from lipforcing.codecs.train import CodecTrainConfig, CropWindows, fit_codec
     from lipforcing.config import get_preset
+    from lipforcing.data.preprocess import find_shards
     from lipforcing.errors import UserError
 
     try:
@@ -163,9 +163,9 @@ def evaluate_only(args, preset, out, extra_dirs) -> int:
 
     import numpy as np
 
-    from lipforcing.cli.train_syncnet import find_shards
     from lipforcing.codecs import load_codec
     from lipforcing.codecs.train import evaluate_shards, recon_sheet
+    from lipforcing.data.preprocess import find_shards
     from lipforcing.errors import UserError
     from lipforcing.media.mask import mouth_mask
 

@@ -30,28 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
 
-def find_shards(roots: list[str]):
-    from pathlib import Path
-
-    from lipforcing.errors import UserError
-
-    dirs = []
-    for r in map(Path, roots):
-        dirs += (
-            [r] if (r / "meta.json").is_file() else sorted(p.parent for p in r.glob("*/meta.json"))
-        )
-    if not dirs:
-        raise UserError(f"no shards under {', '.join(roots) or '(nothing given)'}")
-    return dirs
-
-
 def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
     import torch
 
-    from lipforcing.data.preprocess import load_shard
+    from lipforcing.data.preprocess import find_shards, load_shard
     from lipforcing.errors import UserError
     from lipforcing.evaluation.syncnet import (
         LipSyncNet,

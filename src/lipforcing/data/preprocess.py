@@ -251,4 +251,24 @@ def load_shard(shard_dir: str | Path, mmap: bool = True) -> tuple[dict[str, np.n
     return arrays, json.loads(meta_path.read_text())
 
 
-__all__ = ["Report", "build_shard", "collect_inputs", "load_shard", "preprocess", "write_shard"]
+def find_shards(roots: list[str | Path]) -> list[Path]:
+    """The shard folders of ``roots``: each root is a shard itself or a folder of shards."""
+    dirs: list[Path] = []
+    for r in map(Path, roots):
+        dirs += (
+            [r] if (r / "meta.json").is_file() else sorted(p.parent for p in r.glob("*/meta.json"))
+        )
+    if not dirs:
+        raise UserError(f"no shards under {', '.join(map(str, roots)) or '(nothing given)'}")
+    return dirs
+
+
+__all__ = [
+    "Report",
+    "build_shard",
+    "collect_inputs",
+    "find_shards",
+    "load_shard",
+    "preprocess",
+    "write_shard",
+]

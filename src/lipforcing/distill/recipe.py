@@ -73,8 +73,7 @@ def load_or_train_syncnet(out: Path, shards: Path, syncnet_path: str | None, qui
 
 def train_syncnet(shards: Path, path: Path, cfg) -> None:
     """Train our LipSyncNet on every shard under ``shards`` and write it to ``path``."""
-    from lipforcing.cli.train_syncnet import find_shards
-    from lipforcing.data.preprocess import load_shard
+    from lipforcing.data.preprocess import find_shards, load_shard
     from lipforcing.evaluation import syncnet_train
     from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig, save_syncnet
 
