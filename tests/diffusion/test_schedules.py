@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from lipforcing.config import ScheduleConfig
 from lipforcing.diffusion.guidance import sync_window_scale
 from lipforcing.diffusion.schedules import (
     ShiftedGrid,
@@ -57,11 +58,19 @@ def test_flow_matching_identities():
     ("t", "scale"), [(0.9, 1.0), (0.882, 4.5), (0.7, 4.5), (0.556, 4.5), (0.55, 1.0), (0.1, 1.0)]
 )
 def test_sync_window_scale(t, scale):
-    assert sync_window_scale(t) == scale
-    assert sync_window_scale(torch.tensor([t])).item() == scale
+    s = ScheduleConfig()
+    assert sync_window_scale(t, s.window_lo, s.window_hi, s.window_scale) == scale
+    got = sync_window_scale(torch.tensor([t]), s.window_lo, s.window_hi, s.window_scale)
+    assert got.item() == scale
 
 
 def test_sync_window_matches_grid_steps_20_to_40():
     tau = shifted_timesteps(50, 5.0)
-    inside = [j for j in range(51) if sync_window_scale(round(tau[j].item(), 3)) == 4.5]
+    s = ScheduleConfig()
+    assert (round(s.window_lo, 3), round(s.window_hi, 3)) == (0.556, 0.882)  # paper's band
+    inside = [
+        j
+        for j in range(51)
+        if sync_window_scale(tau[j].item(), s.window_lo, s.window_hi, 4.5) == 4.5
+    ]
     assert inside == list(range(20, 41))

@@ -78,7 +78,8 @@ def test_sync_window_is_steps_20_to_40_of_the_grid_and_static_scales():
     s = teacher_scale(t, DMDConfig(guidance="window"), sched)
     for j in range(51):  # bounds derived from the grid: both endpoints are inside
         assert float(s[j]) == (4.5 if 20 <= j <= 40 else 1.0), j
-    assert sync_window_scale(0.7) == 4.5 and sync_window_scale(0.9) == 1.0
+    lo, hi = sched.window_lo, sched.window_hi
+    assert sync_window_scale(0.7, lo, hi, 4.5) == 4.5 and sync_window_scale(0.9, lo, hi, 4.5) == 1.0
     assert torch.all(teacher_scale(t, DMDConfig(guidance="static"), sched) == 4.5)
     assert torch.all(teacher_scale(t, DMDConfig(guidance="none"), sched) == 1.0)
 

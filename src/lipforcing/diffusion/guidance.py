@@ -4,7 +4,9 @@ CFG: v = v_uncond + s * (v_cond - v_uncond). At s = 1 only the conditional branc
 unconditional branch drops either everything (audio and reference) or the audio only.
 
 Sync-Window CFG: during DMD the teacher is guided with ``window_scale`` only when t lies in the
-sync-favouring band [0.556, 0.882] (grid steps j = 20..40), and is unguided elsewhere.
+sync-favouring band [tau_40, tau_20] = [0.556, 0.882] of the 50-step grid (the bounds are
+derived from ``ScheduleConfig.window_steps``: ``window_lo`` / ``window_hi``), and is unguided
+elsewhere.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from lipforcing.models.conditioning import LipSyncCond
 ModelFn = Callable[..., Tensor]  # model(x_t, t, cond, **kwargs) -> velocity
 
 
-def sync_window_scale(
-    t: Tensor | float, lo: float = 0.556, hi: float = 0.882, scale: float = 4.5
-) -> Tensor | float:
+def sync_window_scale(t: Tensor | float, lo: float, hi: float, scale: float) -> Tensor | float:
     """``scale`` where lo <= t <= hi, else 1.0; elementwise for a tensor ``t``."""
     if isinstance(t, Tensor):
         inside = (t >= lo) & (t <= hi)
