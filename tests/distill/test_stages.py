@@ -264,6 +264,35 @@ def test_a_critic_of_the_wrong_width_is_refused_before_any_step(tmp_path):
     assert out.is_file()
 
 
+def test_stage2_wraps_and_trains_the_student_and_critic_only(tmp_path, monkeypatch):
+    """The frozen teacher is loaded without grads, in eval mode, and never handed to the
+    sharding wrapper (FSDP2 on CUDA) or to an optimiser: only the student and the critic are."""
+    from lipforcing.distill import stages
+    from lipforcing.distill.weights import Weights
+
+    preset, opt = toy_preset(), tiny_opt()
+    cache = toy_cache(preset)
+    teacher = run_teacher(
+        cache, preset, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "t"
+    )
+    s1 = run_stage1(
+        cache, teacher, DiffusionForcingConfig(optim=opt, latent_frames=6), tmp_path / "s1"
+    )
+    wrapped = []
+    monkeypatch.setattr(stages, "shard_model", lambda m, recompute=False: wrapped.append(m) or m)
+    dmd = DMDConfig(optim=tiny_opt(betas=(0.0, 0.999)), critic_steps=1, num_chunks=2, reward=None)
+    m = stages.load_stage2(Weights.of(s1), Weights.of(teacher), Weights.of(teacher), dmd, None)
+    assert [id(w) for w in wrapped] == [id(m.student), id(m.critic)]
+    assert not any(p.requires_grad for p in m.teacher.parameters()) and not m.teacher.training
+    trainees = m.trainees(dmd)
+    assert {k: id(t.model) for k, t in trainees.items()} == {
+        "student": id(m.student),
+        "critic": id(m.critic),
+    }
+    frozen = {id(p) for p in m.teacher.parameters()}
+    assert not frozen & {id(p) for t in trainees.values() for p in t.model.parameters()}
+
+
 def text_preset():
     """The toy preset reading a text context (as the Wan presets do) of <= 8 tokens."""
     p = toy_preset()
