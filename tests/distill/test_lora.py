@@ -105,3 +105,38 @@ def test_an_adapter_of_another_rank_is_refused_with_its_name():
     model = add_lora(toy_model(), LoraConfig(rank=8))
     with pytest.raises(CheckpointError, match=r"stage1\.safetensors: LoRA rank 4.*rank 8"):
         load_adapter(model, adapter, "stage1.safetensors")
+
+
+def test_a_release_adapter_starts_the_lora_unmerged_on_the_base_with_its_plain_tensors(tmp_path):
+    """``--init W/Wan2.1-T2V --init-adapter omniavatar_ls.pt`` under a LoRA recipe (the release's
+    merge_lora=False): the adapter's audio modules and wider patch embedding are in the model,
+    its LoRA pairs are the trainable LoRA's start, and the base weights stay Wan's (unmerged)."""
+    from lipforcing.conformance.standins import (
+        LORA_RANK,
+        model_config,
+        peft_name,
+        write_adapter,
+        write_wan_base,
+    )
+    from lipforcing.distill.weights import from_cli, load_model
+
+    cfg = model_config("1.3b", 1)
+    base = write_wan_base(tmp_path / "wan", cfg, seed=0)
+    adapter = write_adapter(tmp_path / "omniavatar_ls.pt", cfg, seed=1)
+    lora = LoraConfig(rank=LORA_RANK, alpha=64.0)  # the stand-in's rank (the release: 128)
+    weights = from_cli(str(tmp_path / "wan"), [str(tmp_path / "omniavatar_ls.pt")], lora)
+    with pytest.raises(CheckpointError, match=f"LoRA rank {LORA_RANK} .* recipe trains rank 8"):
+        load_model(weights, "block_causal", LoraConfig(rank=8, alpha=64.0))
+    model, _ = load_model(weights, "block_causal", lora)
+    own = model.state_dict()
+    pairs = [k for k in adapter if ".lora_" in k]
+    assert pairs and len(pairs) < len(adapter)
+    for k, v in adapter.items():  # the file holds bf16
+        name = peft_name(k) if k in pairs else k
+        assert torch.equal(own[name], v.bfloat16().float()), k
+    modules = {k.split(".lora_")[0] for k in pairs}
+    for m in modules:  # the base weight: Wan's, the pair taken back out (fp32 rounding)
+        torch.testing.assert_close(own[f"{m}.base_layer.weight"], base[f"{m}.weight"])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {peft_name(k) for k in pairs} <= trainable
+    assert "patch_embedding.weight" in trainable and own["patch_embedding.weight"].shape[1] > 16

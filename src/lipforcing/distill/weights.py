@@ -8,7 +8,9 @@ layouts, Wan shards, diffusers folders, distributed checkpoints, adapters folded
 - ``Weights.base`` names the model as the loader does (a :class:`WeightsSpec`: a base and
   adapters folded into it, e.g. Wan 2.1 14B + the OmniAvatar-LS adapter for the teacher);
 - ``Weights.adapter`` is a LoRA adapter the trainee's LoRA *starts from*, kept unmerged and
-  trained (the release's ``merge_lora=False`` student and critic), e.g. a Stage-1 adapter;
+  trained (the release's ``merge_lora=False`` student and critic), e.g. a Stage-1 adapter, or
+  a released adapter (OmniAvatar-LS): its plain tensors (audio modules, the wider patch
+  embedding) join the base and its LoRA pairs start the LoRA (:func:`load_with_release_adapter`);
 - a file written by a LoRA stage (``distill.lora.save_adapter``) names its base in its JSON, so
   it can be given alone.
 
@@ -92,6 +94,65 @@ def adapter_base(path: Path) -> WeightsSpec:
 
 
 def load_model(
+    weights: Weights,
+    attention: str,
+    lora: LoraConfig | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[LipSyncDiT, PresetConfig]:
+    if lora is not None and weights.adapter is not None and not is_adapter(weights.adapter):
+        return load_with_release_adapter(weights, attention, lora, device)
+    return _load_model(weights, attention, lora, device)
+
+
+def load_with_release_adapter(
+    weights: Weights, attention: str, lora: LoraConfig, device: torch.device | str = "cpu"
+) -> tuple[LipSyncDiT, PresetConfig]:
+    """A LoRA trainee started from a released adapter (OmniAvatar-LS), as the release does
+    (``merge_lora=False``): the base with the adapter's plain tensors (audio modules, the wider
+    patch embedding), and the trainable LoRA starting from the adapter's pairs, unmerged.
+
+    The loader builds the base with the adapter folded in (W + (alpha / r) B A: its architecture
+    needs the adapter's tensors); each pair is then taken back out of its weight (W to fp32
+    rounding) and becomes the LoRA's A and B.
+    """
+    from lipforcing.models.sources import open_source
+    from lipforcing.models.weights import LORA_ALPHA, Plan, add_source
+
+    base = weights.base
+    spec = WeightsSpec(base.path, (*base.adapters, weights.adapter), base.family, base.lora_alpha)
+    loaded = load_weights_spec(spec, attention=attention, device=device)
+    model, preset = loaded.model, loaded.preset
+    add_lora(model, lora)
+    model.to(device)
+    plan = Plan()
+    add_source(plan, open_source(weights.adapter))
+    own = dict(model.named_parameters())
+    default_alpha = LORA_ALPHA if base.lora_alpha is None else base.lora_alpha
+    with torch.no_grad():
+        for module, pair in plan.loras.items():
+            a = pair.a.source.get(pair.a.key).to(device).float()
+            b = pair.b.source.get(pair.b.key).to(device).float()
+            alpha = default_alpha
+            if pair.alpha is not None:
+                alpha = float(pair.alpha.source.get(pair.alpha.key).float().reshape(-1)[0])
+            if a.shape[0] != lora.rank or alpha != lora.alpha:
+                raise CheckpointError(
+                    f"{weights.adapter}: LoRA rank {a.shape[0]} / alpha {alpha} on {module}, but "
+                    f"the recipe trains rank {lora.rank} / alpha {lora.alpha}"
+                )
+            name = f"{module}.base_layer.weight"
+            if name not in own:
+                raise CheckpointError(
+                    f"{weights.adapter}: a LoRA pair on {module}, which the recipe does not "
+                    f"train with LoRA"
+                )
+            own[name].sub_((alpha / lora.rank) * (b @ a))
+            own[f"{module}.lora_A.default.weight"].copy_(a)
+            own[f"{module}.lora_B.default.weight"].copy_(b)
+    return model, preset
+
+
+def _load_model(
     weights: Weights,
     attention: str,
     lora: LoraConfig | None = None,
