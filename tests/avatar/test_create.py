@@ -26,13 +26,16 @@ TARGETS = {
 }
 
 
+RATES = ("codec", "syncnet", "teacher", "stage1", "critic", "student", "encode", "forward")
+
+
 def create(video, out, *extra):
     return main(["avatar", "create", str(video), "--out", str(out), "--quick", *extra])
 
 
 @pytest.mark.timeout(1200)
 def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypatch, capsys):
-    from lipforcing.avatar import train
+    from lipforcing.avatar import estimate, train
 
     video = talking(tmp_path / "in" / "me.mp4", seconds=24.0)
     out = tmp_path / "me.avatar"
@@ -41,14 +44,20 @@ def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypat
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
+    budget = ("--keep-work", "--minutes", "0.05")  # 3 s: spent by the scan, 1 step a stage
     with monkeypatch.context() as m:  # interrupted in Stage 1: nothing looks finished
         m.setattr(train, "distill_stage1", interrupted)
-        assert create(video, out, "--keep-work") == 130
+        assert create(video, out, *budget) == 130
     assert not out.exists() and (work / "teacher" / "teacher.safetensors").is_file()
     with pytest.raises(Exception, match="not a lipforcing avatar"):
         Avatar.load(work)
+    first = capsys.readouterr().out
+    assert "budget 0.05 min" in first and "estimated time:" in first
     done = {p: p.stat().st_mtime_ns for p in work.glob("*/*.safetensors")}
-    assert create(video, out, "--keep-work") == 0  # resumes
+    (work / "estimate.json").unlink()  # recalibrated on a machine that now looks very fast:
+    with monkeypatch.context() as m:  # the resumed build keeps its first run's steps
+        m.setattr(estimate, "calibrate", lambda cfg, preset: dict.fromkeys(RATES, 1e-9))
+        assert create(video, out, *budget) == 0
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished stages kept
     log = capsys.readouterr().out
     assert "estimated time:" in log and "| me.mp4 | 24.0 | 100% |" in log
@@ -58,6 +67,11 @@ def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypat
     assert card["trained_on"]["heldout_seconds"] == pytest.approx(3.6)
     assert card["trained_on"]["train_seconds"] == pytest.approx(20.4)
     assert card["init"] == "builtin" and card["tool_version"] and len(card["identity"]) == 128
+    steps = {s: v["steps"] for s, v in card["steps"].items() if s != "budget"}
+    assert steps == dict.fromkeys(("codec", "syncnet", "teacher", "stage1", "stage2"), 1)
+    assert card["steps"]["teacher"]["config_steps"] == 2  # --quick's steps are the caps
+    assert card["config"]["recipe"]["stage1"]["optim"]["steps"] == 1  # what Stage 1 ran
+    assert card["steps"]["budget"]["minutes"] == 0.05
     for name in ("student.safetensors", "codec.safetensors", "syncnet.safetensors"):
         assert name in card["files"]
     report = json.loads((out / "report" / "report.json").read_text())
@@ -112,10 +126,18 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
         (["avatar", "create", str(video), "--out", str(tmp_path / "a.folder")], ".avatar folder"),
         (["avatar", "create", str(video), "--out", str(tmp_path / "c.avatar")], "already exists"),
         (["avatar", "info", str(tmp_path)], "not a lipforcing avatar"),
+        (
+            ["avatar", "create", str(video), "--out", str(tmp_path / "a.avatar"), "--minutes", "0"],
+            "--minutes must be positive",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+    both = ["--minutes", "5", "--steps-from-config"]  # argparse's own usage error
+    with pytest.raises(SystemExit) as exit_:
+        main(["avatar", "create", str(video), "--out", str(tmp_path / "a.avatar"), *both])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     work = tmp_path / "b.avatar.partial"
     work.mkdir()
     (work / "settings.json").write_text(json.dumps({"inputs": []}))

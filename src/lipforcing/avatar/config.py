@@ -4,9 +4,10 @@ Design choices:
 - One frozen :class:`AvatarConfig` holds the whole chain (codec fine-tune, SyncNet, teacher,
   Stage 1, Stage 2 as the tiny recipe's configs), so a partial build can be compared with a
   rerun's settings and refused when they differ.
-- Budgets are fixed step counts sized for about 40 minutes of training on 2 CPU cores
-  (``docs/avatar/README.md`` has the measured per-stage times); the data length changes the
-  number of training windows, not the steps.
+- The step counts here are the fixed config (``avatar create --steps-from-config``) and the
+  caps of the default time budget (``avatar.budget``), which sizes each stage's steps to the
+  wall time from step times measured before training; the data length changes the number of
+  training windows, not the steps.
 - ``init="builtin"`` starts every network from the shipped SynthTalk checkpoints (the teacher
   from the shipped student's weights: attention masks hold no weights); ``"scratch"`` from a
   fresh initialisation. Both run the same steps, so their reports compare like with like.

@@ -4,7 +4,9 @@ Stages (each resumable; a rerun of the same command continues where it stopped):
 
 1. footage: scan every video (face track, crops, audio features, footage measures), print the
    footage report, refuse unusable footage, split off the held-out end;
-2. estimate: time one step of every stage on this machine and print the total;
+2. estimate: time one step of every stage on this machine, size the trained stages' steps to
+   the time budget (``avatar.budget``; stored in ``settings.json`` for resumes) and print the
+   total;
 3. codec, 4. SyncNet: fine-tuned (``--init builtin``) or trained (``scratch``) on the person;
 5. latents: the training windows (overlapping) and the held-out windows, encoded once;
 6. teacher, 7. Stage 1, 8. Stage 2 with the person's SyncNet as the reward;
@@ -26,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lipforcing.avatar.budget import TimeBudget
 from lipforcing.avatar.config import AvatarConfig
 from lipforcing.avatar.footage import FootageError
 from lipforcing.errors import MediaError, UserError
 
 PRESET = "tiny"  # the CPU scale: the only preset an avatar is trained at
+PLAN_KEY = "plan"  # settings.json's entry with the steps every trained stage runs
 
 
 STAGES = ("footage", "estimate", "codec", "syncnet", "latents", "teacher", "stage1", "stage2")
@@ -118,17 +122,27 @@ def input_paths(inputs: list[str | Path]) -> list[Path]:
     return paths
 
 
-def open_work(out: Path, inputs: list[Path], cfg: AvatarConfig, other: Path | None) -> Path:
-    """The partial build folder; refused when it holds a build with other settings."""
+def open_work(
+    out: Path,
+    inputs: list[Path],
+    cfg: AvatarConfig,
+    other: Path | None,
+    budget: TimeBudget | None = None,
+) -> Path:
+    """The partial build folder; refused when it holds a build with other settings (the steps
+    a budget chose, ``settings.json``'s ``"plan"``, are the build's own and kept)."""
     work = out.with_name(out.name + ".partial")
     settings = {
         "inputs": [{"path": str(p.resolve()), "bytes": p.stat().st_size} for p in inputs],
         "config": json.loads(cfg.to_json()),
         "other_audio": str(other.resolve()) if other else None,
+        "budget": asdict(budget) if budget is not None else None,
     }
     path = work / "settings.json"
     if path.is_file():
-        if json.loads(path.read_text()) != settings:
+        held = json.loads(path.read_text())
+        held.pop(PLAN_KEY, None)
+        if held != settings:
             raise UserError(
                 f"{work} holds a partial build with other inputs or settings; rerun with the "
                 "same ones to resume it, or remove it to start afresh"
@@ -144,11 +158,15 @@ def create_avatar(
     out: str | Path,
     cfg: AvatarConfig,
     *,
+    budget: TimeBudget | None = None,
     other_audio: str | Path | None = None,
     keep_work: bool = False,
     log=print,
 ) -> Path:
-    """Build ``out`` (a ``NAME.avatar`` folder) from ``inputs``; returns its path."""
+    """Build ``out`` (a ``NAME.avatar`` folder) from ``inputs``; returns its path.
+
+    With ``budget`` the trained stages' steps are sized to its wall time after the calibration
+    (``avatar.budget``); without, they are ``cfg``'s."""
     from lipforcing.avatar import footage as ft
     from lipforcing.avatar import train
     from lipforcing.config import get_preset
@@ -158,7 +176,7 @@ def create_avatar(
     if other is not None and not other.is_file():
         raise MediaError(f"no such audio file: {other}")
     preset = get_preset(PRESET)
-    work = open_work(out, paths, cfg, other)
+    work = open_work(out, paths, cfg, other, budget)
     run = Run(work, log)
     started = time.perf_counter()
     try:
@@ -173,9 +191,18 @@ def create_avatar(
         raise
     train_dir, held_dir = (_part(report, p, work / p) for p in ("train", "heldout"))
     with run.stage("estimate", "timing one step of every stage on this machine"):
-        run.estimate = _estimate(cfg, preset, train_dir, report, work)
+        cal = _calibration(cfg, preset, train_dir, report, work)
+        spent = time.perf_counter() - started  # the scan, the parts and the calibration
+        cfg, steps = _steps(cfg, cal, budget, spent, work, log)
+        est = _stage_seconds(cfg, cal)  # a resume skips the stages it has finished:
+        run.estimate = {k: v for k, v in est.items() if k not in run.timings}
         total = sum(run.estimate.values())
-        log(f"estimated time: {total / 60:.1f} min from now (stages below show their estimates)")
+        log(
+            f"estimated time: {(spent + total) / 60:.1f} min in all ({spent / 60:.1f} min spent "
+            f"on the footage scan and calibration, {total / 60:.1f} min from now"
+            + (f"; budget {budget.minutes:g} min" if budget is not None else "")
+            + "; stages below show their estimates)"
+        )
     with run.stage("codec", f"{cfg.init} codec, {cfg.codec.steps} steps on the person's crops"):
         codec = train.person_codec(train_dir, cfg, preset, work / "codec")
     with run.stage("syncnet", f"{cfg.init} SyncNet, {cfg.syncnet.steps} steps"):
@@ -195,6 +222,7 @@ def create_avatar(
     with run.stage("avatar", "idle base, held-out report, card"):
         staged = _stage_avatar(work, out, report, train_dir, held_dir, held, paths_, cfg, other)
         card = _card(out, paths, report, cfg, run, started, staged)
+        card["steps"] = steps
         from lipforcing.avatar.bundle import finalise
 
         finalise(staged, out, card)
@@ -213,22 +241,65 @@ def _part(report, part: str, dest: Path) -> Path:
     return dest
 
 
-def _estimate(cfg, preset, train_dir: Path, report, work: Path) -> dict[str, float]:
-    """Per-stage seconds (calibrated once per build; cached for resumes)."""
-    from lipforcing.avatar.estimate import calibrate, plan
+def _calibration(cfg, preset, train_dir: Path, report, work: Path) -> dict:
+    """Seconds per step of every stage (timed once per build, cached for resumes) with the
+    build's training windows and held-out frames."""
+    from lipforcing.avatar.estimate import calibrate
     from lipforcing.data.datasets import ShardDataset
 
     path = work / "estimate.json"
     if path.is_file():
-        return json.loads(path.read_text())
-    rates = calibrate(cfg, preset)
+        held = json.loads(path.read_text())
+        if "rates" in held:
+            return held
     frames = cfg.recipe.teacher.latent_frames
     windows = len(ShardDataset(train_dir, latent_frames=frames, stride=cfg.window_stride))
-    fps = preset.media.fps
-    held = int(round(report.part_seconds("heldout") * fps))
-    est = {s.name: s.seconds for s in plan(cfg, rates, windows, held)}
-    path.write_text(json.dumps(est, indent=2))
+    held = int(round(report.part_seconds("heldout") * preset.media.fps))
+    cal = {"rates": calibrate(cfg, preset), "train_windows": windows, "heldout_frames": held}
+    _write_json(path, cal)
+    return cal
+
+
+def _stage_seconds(cfg, cal: dict) -> dict[str, float]:
+    """Estimated seconds of every stage after the calibration (``avatar`` = the report)."""
+    from lipforcing.avatar.estimate import plan
+
+    stages = plan(cfg, cal["rates"], cal["train_windows"], cal["heldout_frames"])
+    est = {s.name: s.seconds for s in stages}
+    est["avatar"] = est.pop("report")
     return est
+
+
+def _steps(cfg, cal: dict, budget, spent: float, work: Path, log):
+    """``cfg`` with the steps this build runs, and a card entry saying how each was chosen.
+
+    The first run chooses them (``budget``'s plan, or ``cfg``'s own steps) and stores them in
+    ``settings.json``; a resumed run reads them back."""
+    from lipforcing.avatar.budget import TRAINED, budget_plan, config_steps, with_steps
+
+    path = work / "settings.json"
+    settings = json.loads(path.read_text())
+    fixed = config_steps(cfg)
+    if PLAN_KEY not in settings:
+        if budget is None:
+            chosen = {"steps": fixed, "why": dict.fromkeys(TRAINED, "the fixed config's steps")}
+        else:
+            est = _stage_seconds(cfg, cal)
+            bp = budget_plan(budget, cfg, cal["rates"], spent, est["latents"] + est["avatar"])
+            why = {s: bp.why(s, budget.shares) for s in TRAINED}
+            chosen = {"steps": bp.steps, "why": why, "budget": bp.to_dict()}
+        settings[PLAN_KEY] = chosen
+        _write_json(path, settings)
+    chosen = settings[PLAN_KEY]
+    if budget is not None:
+        cfg = with_steps(cfg, chosen["steps"])
+    card = {}
+    for s in TRAINED:
+        log(f"  {s}: {chosen['why'][s]} (fixed config: {fixed[s]})")
+        card[s] = {"steps": chosen["steps"][s], "config_steps": fixed[s], "why": chosen["why"][s]}
+    if "budget" in chosen:
+        card["budget"] = chosen["budget"]
+    return cfg, card
 
 
 def _stage_avatar(work, out, report, train_dir, held_dir, held_cache, paths, cfg, other):

@@ -1,12 +1,13 @@
 """How long ``avatar create`` will take: each stage's step, timed on this machine right now.
 
 Design choices:
-- Calibration times one step of each training step function (codec, SyncNet, teacher,
-  Stage 1, the Stage-2 critic and student steps with the reward) on random data of the real
-  shapes, with freshly built networks of the preset, after one warm-up forward pass, so the
-  estimate follows the machine's current speed and load (about 5 s on 2 idle cores). The
-  steps are the very functions the stages run; optimiser updates (a few ms at this size) are
-  left out.
+- Calibration times each training step function (codec, SyncNet, teacher, Stage 1, the
+  Stage-2 critic and student steps with the reward) on random data of the real shapes, with
+  freshly built networks of the preset, after one warm-up forward pass, so the estimate
+  follows the machine's current speed and load. Each is timed ``REPEATS`` times and the median
+  kept: single calls on the shared 2-core machine differed up to 2.4x between two
+  calibrations a minute apart (teacher 11.3 vs 4.8 s, nice 19 under load). The steps are the
+  very functions the stages run; optimiser updates (a few ms at this size) are left out.
 - Stage seconds = steps x seconds per step (Stage 2: ``critic_steps`` critic steps plus one
   student step per update); encoding and the report are estimated from the window count and a
   timed codec encode / DiT forward. Real runs log their actual times beside the estimate.
@@ -28,6 +29,7 @@ LANDMARK_FPS = 25.0  # frames per second dlib's detector + 68 points manage on 2
 REPORT_VIDEOS = 4  # videos whose lips the report measures (real, generated x2, dubbed source)
 TEACHER_CALLS = 100  # network calls of the teacher per window: 50 Euler steps x 2 CFG branches
 ENCODES = 4  # codec encodes per cached window: clip, masked clip, reference, reference sequence
+REPEATS = 3  # timed calls per step function (median): one call on a shared machine swings 2x
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,14 @@ class StageEstimate:
     seconds: float
 
 
-def _timed(fn) -> float:
-    """Seconds of one call."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _timed(fn, repeats: int = REPEATS) -> float:
+    """Median seconds of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def _random_cache(preset: PresetConfig, n: int, frames: int) -> dict:

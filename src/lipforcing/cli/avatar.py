@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+DEFAULT_MINUTES = 60.0  # issue 20's create target: the whole create within an hour
+
 DESCRIPTION = """\
 Personal avatars: train the whole lip-sync chain on one person's footage, on the CPU, and
 stream that person with 'lipforcing sync|serve|demo --avatar NAME.avatar'. Actions: create,
@@ -26,8 +28,11 @@ Create NAME.avatar from 1-3 minutes of one person talking to the camera (a video
 is in a .wav of the same name beside it counts as one input). Prints a footage report first
 and refuses unusable footage with what to record instead; then prints a time estimate and
 trains the codec, SyncNet, teacher, Stage 1 and Stage 2 on the person, each stage with a
-progress bar. The last 15% of the footage is never trained on: the held-out report
-(NAME.avatar/report/report.md) scores the avatar on it. Rerun the same command to resume."""
+progress bar. The whole create fits --minutes (default 60): after timing one step of every
+stage it sizes each trained stage's steps to its share of the time left (the card records
+the steps and why). The last 15% of the footage is never trained on: the held-out report
+(NAME.avatar/report/report.md) scores the avatar on it. Rerun the same command to resume
+(a resumed create keeps the steps its first run chose)."""
 
 REPORT = """\
 Score an avatar on new footage of its person (footage it was never trained on), driven by its
@@ -48,7 +53,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start from the built-in SynthTalk networks or from scratch (default: builtin)",
     )
     c.add_argument("--other-audio", help="speech for the report's other-utterance test")
-    c.add_argument("--quick", action="store_true", help="a few steps per stage (smoke test)")
+    steps = c.add_mutually_exclusive_group()
+    steps.add_argument(
+        "--minutes",
+        type=float,
+        help=f"wall-time budget of the whole create, every stage included (default "
+        f"{DEFAULT_MINUTES:g}): each trained stage's steps are sized from the step times the "
+        "create measures before training, never above the fixed config's",
+    )
+    steps.add_argument(
+        "--steps-from-config",
+        action="store_true",
+        help="run the fixed config's steps (docs/avatar/README.md lists them) whatever the "
+        "time they take",
+    )
+    c.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke-sized config (a few steps per stage), its steps fixed unless --minutes "
+        "is given (then they are its caps)",
+    )
     c.add_argument("--keep-work", action="store_true", help="keep NAME.avatar.partial/")
     c.add_argument("--seed", type=int, default=0, help="seed of every stage")
     c.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -84,13 +108,27 @@ def run(args: argparse.Namespace) -> int:
 def create(args: argparse.Namespace) -> int:
     import torch
 
+    from lipforcing.avatar.budget import TimeBudget
     from lipforcing.avatar.config import avatar_config
     from lipforcing.avatar.create import create_avatar
+    from lipforcing.errors import UserError
 
     torch.set_num_threads(args.threads)
     cfg = avatar_config(args.init, quick=args.quick, seed=args.seed)
+    budget = None
+    fixed = args.steps_from_config or (args.quick and args.minutes is None)
+    if not fixed:
+        minutes = DEFAULT_MINUTES if args.minutes is None else args.minutes
+        if minutes <= 0:
+            raise UserError(f"--minutes must be positive, got {minutes:g}")
+        budget = TimeBudget(minutes=minutes)
     create_avatar(
-        args.videos, args.out, cfg, other_audio=args.other_audio, keep_work=args.keep_work
+        args.videos,
+        args.out,
+        cfg,
+        budget=budget,
+        other_audio=args.other_audio,
+        keep_work=args.keep_work,
     )
     return 0
 
