@@ -74,4 +74,4 @@ def test_full_create_on_obama_then_report_on_unseen_clip(shared_data, tmp_path):
     argv = ["avatar", "report", str(out), "--video", str(clips / "Obama_clip3.mp4")]
     assert main(argv + ["--other-audio", str(other), "--out", str(tmp_path / "clip3")]) == 0
     clip3 = json.loads((tmp_path / "clip3" / "report.json").read_text())
-    assert clip3["summary"]["own"]["engine_fps"] > 0
+    assert clip3["summary"]["own"]["engine_fps"] > 0 and clip3["tool_version"]

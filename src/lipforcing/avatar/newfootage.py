@@ -19,6 +19,7 @@ from lipforcing.avatar.footage import FootageError
 def report_on_footage(
     avatar_path: Path, video: Path, other_audio: Path, out: Path, seconds: float
 ) -> dict:
+    from lipforcing import __version__
     from lipforcing.avatar.bundle import Avatar
     from lipforcing.avatar.config import FootageLimits
     from lipforcing.avatar.footage import FootageReport, _check_video, scan_video
@@ -41,6 +42,7 @@ def report_on_footage(
         clip = shard_clip(scan.folder, video, 0, int(seconds * preset.media.fps))
         extra = {
             "avatar": avatar.name,
+            "tool_version": __version__,
             "provenance": provenance(),
             "footage": FootageReport([scan], [], limits).to_dict()["videos"],
         }
