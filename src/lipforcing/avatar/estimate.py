@@ -8,6 +8,12 @@ Design choices:
   kept: single calls on the shared 2-core machine differed up to 2.4x between two
   calibrations a minute apart (teacher 11.3 vs 4.8 s, nice 19 under load). The steps are the
   very functions the stages run; optimiser updates (a few ms at this size) are left out.
+- Denormal floats are flushed to zero while calibrating: the random networks' tiny values are
+  denormal, which x86 computes many times slower, and the trained networks the stages start
+  from are not. Measured (``docs/avatar/README.md``): one teacher step with the random
+  perturbed network 1.9-2.2 s, with the shipped weights 0.70-0.76 s, the random one with
+  denormals flushed 0.71-0.81 s; a calibration without the flush overestimated the real
+  stages' steps 1.4-4.8x.
 - Stage seconds = steps x seconds per step (Stage 2: ``critic_steps`` critic steps plus one
   student step per update); encoding and the report are estimated from the window count and a
   timed codec encode / DiT forward. Real runs log their actual times beside the estimate.
@@ -80,7 +86,17 @@ def _perturbed(preset: PresetConfig):
 
 
 def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
-    """Seconds per step of every stage, measured now (see the module docstring)."""
+    """Seconds per step of every stage, measured now (see the module docstring), with
+    denormal floats flushed to zero while it runs (restored after)."""
+    flushed = torch.set_flush_denormal(True)
+    try:
+        return _calibrate(cfg, preset)
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
+def _calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
     from lipforcing.codecs import build_codec
     from lipforcing.codecs.train import train_step as codec_step
     from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
