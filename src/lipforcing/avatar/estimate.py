@@ -3,17 +3,20 @@
 Design choices:
 - Calibration times each training step function (codec, SyncNet, teacher, Stage 1, the
   Stage-2 critic and student steps with the reward) on random data of the real shapes, with
-  freshly built networks of the preset, after one warm-up forward pass, so the estimate
+  the preset's networks (below), after one warm-up forward pass, so the estimate
   follows the machine's current speed and load. Each is timed ``REPEATS`` times and the median
   kept: single calls on the shared 2-core machine differed up to 2.4x between two
   calibrations a minute apart (teacher 11.3 vs 4.8 s, nice 19 under load). The steps are the
   very functions the stages run; optimiser updates (a few ms at this size) are left out.
-- Denormal floats are flushed to zero while calibrating: the random networks' tiny values are
-  denormal, which x86 computes many times slower, and the trained networks the stages start
-  from are not. Measured (``docs/avatar/README.md``): one teacher step with the random
-  perturbed network 1.9-2.2 s, with the shipped weights 0.70-0.76 s, the random one with
-  denormals flushed 0.71-0.81 s; a calibration without the flush overestimated the real
-  stages' steps 1.4-4.8x.
+- The networks are the ones the stages start from (the shipped SynthTalk networks with
+  ``--init builtin``; random ones with ``scratch``), and denormal floats are flushed to zero
+  while calibrating: in one process a minute apart, one teacher step took 1.9-2.2 s with the
+  random perturbed network, 0.70-0.76 s with the shipped weights and 0.71-0.81 s with the
+  random one with denormals flushed (``docs/avatar/README.md``).
+- On the shared 2-core machine one calibration does not predict the next hour: the same
+  teacher step took 0.7 s and 10-15 s in one process 15 minutes apart as other jobs came and
+  went, and the first budgeted create's calibration overestimated its stages' steps 1.4-4.8x
+  (it finished in 22 of its 60 minutes). The budget is an upper bound there, not a fill.
 - Stage seconds = steps x seconds per step (Stage 2: ``critic_steps`` critic steps plus one
   student step per update); encoding and the report are estimated from the window count and a
   timed codec encode / DiT forward. Real runs log their actual times beside the estimate.
@@ -85,6 +88,27 @@ def _perturbed(preset: PresetConfig):
     return model
 
 
+def _networks(cfg: AvatarConfig, preset: PresetConfig) -> tuple:
+    """(codec, SyncNet, teacher, student) as the stages start them: the shipped SynthTalk
+    networks with ``init="builtin"``, random ones with ``"scratch"``."""
+    from lipforcing.avatar.train import builtin
+    from lipforcing.codecs import build_codec
+    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig, load_syncnet
+    from lipforcing.models import build_model
+    from lipforcing.models.checkpoints import load_weights, read_state_dict
+
+    bi, ca = preset.with_attention("bidirectional"), preset.with_attention("block_causal")
+    if cfg.init != "builtin":
+        net = LipSyncNet(LipSyncNetConfig(n_mels=preset.audio.n_mels))
+        return build_codec(preset.codec), net, _perturbed(bi), _perturbed(ca)
+    weights = read_state_dict(builtin("student.safetensors"))
+    teacher, student = build_model(bi.model), build_model(ca.model)
+    for model in (teacher, student):
+        load_weights(model, weights, strict=True)
+    codec = build_codec(preset.codec, weights=builtin("codec.safetensors"))
+    return codec, load_syncnet(builtin("syncnet.safetensors")), teacher, student
+
+
 def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
     """Seconds per step of every stage, measured now (see the module docstring), with
     denormal floats flushed to zero while it runs (restored after)."""
@@ -97,23 +121,20 @@ def calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
 
 
 def _calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
-    from lipforcing.codecs import build_codec
     from lipforcing.codecs.train import train_step as codec_step
     from lipforcing.distill.diffusion_forcing import diffusion_forcing_step, teacher_step
     from lipforcing.distill.dmd import critic_step, student_step
     from lipforcing.distill.draws import Draws
     from lipforcing.distill.latents import make_batch
     from lipforcing.distill.reward import syncnet_reward
-    from lipforcing.evaluation.syncnet import LipSyncNet, LipSyncNetConfig
     from lipforcing.evaluation.syncnet_train import contrastive_loss
 
     torch.manual_seed(0)
     rc, g = cfg.recipe, torch.Generator().manual_seed(0)
     pack = preset.model.audio_pack_frames
-    codec = build_codec(preset.codec)
+    codec, net, teacher, student = _networks(cfg, preset)
     cc = cfg.codec
     video = torch.rand(cc.batch, 3, cc.frames, cc.patch, cc.patch) * 2 - 1
-    net = LipSyncNet(LipSyncNetConfig(n_mels=preset.audio.n_mels))
     s, a = preset.media.crop_size, net.cfg.audio_dim
     sn = cfg.syncnet
     sync_batch = {
@@ -121,8 +142,6 @@ def _calibrate(cfg: AvatarConfig, preset: PresetConfig) -> dict[str, float]:
         "audio": torch.randn(sn.batch, a),
         "neg": torch.randn(sn.batch, sn.shifts, a),
     }
-    teacher = _perturbed(preset.with_attention("bidirectional"))
-    student = _perturbed(preset.with_attention("block_causal"))
     frames = rc.teacher.latent_frames
     cache = _random_cache(preset, max(rc.teacher.optim.micro_batch, 1), frames)
     micro = torch.arange(rc.teacher.optim.micro_batch)
