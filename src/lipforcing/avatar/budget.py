@@ -13,7 +13,13 @@ Design choices:
   to their shares (so a fast machine trains the full recipe and finishes early).
 - Every stage runs at least ``min_steps`` steps, even when the footage scan alone has used the
   budget: the estimate printed before training then says by how much the budget is exceeded.
-- The chosen steps are computed once, after the calibration, and stored in the build's
+- A one-minute calibration on a shared machine does not predict the next hour (it
+  overestimated the steps 1.4-7x in the first budgeted creates, docs/avatar/README.md), so
+  after the codec and SyncNet stages have run, the teacher, Stage 1 and Stage 2, about 80% of
+  the pool, are re-planned (:func:`replan_distillation`) from the time then left, at their
+  calibrated step times scaled by how long the codec and SyncNet actually took against their
+  calibrated estimate.
+- The chosen steps (first plan and re-plan) are computed once each and stored in the build's
   ``settings.json``: a resumed create keeps them whatever the machine's speed is then.
 - Stage 1's and the teacher's linear warm-ups shrink with their steps (at most a tenth of
   them); the codec's cosine and the SyncNet's one-cycle schedules follow their step counts.
