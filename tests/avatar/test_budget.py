@@ -9,7 +9,6 @@ from lipforcing.avatar.budget import (
     TimeBudget,
     budget_plan,
     config_steps,
-    replan_distillation,
     seconds_per_step,
     with_steps,
 )
@@ -99,20 +98,3 @@ def test_bad_budgets_are_refused():
     for bad in ({"minutes": 0}, {"reserve": 1.0}, {"min_steps": 0}):
         with pytest.raises(ValueError):
             TimeBudget(**bad)
-
-
-def test_distillation_is_re_planned_at_the_measured_speed_of_the_codec_and_syncnet():
-    cfg = avatar_config()
-    r = rates(2.0, 1.0, 10.0, 4.0, 2.0, 4.0)  # Stage 2: 5 x 2 + 4 = 14 s/update
-    ran = {"codec": (100, 100.0), "syncnet": (200, 100.0)}  # calibrated 200 + 200 s: ran 0.5x
-    rp = replan_distillation(TimeBudget(minutes=60), cfg, r, ran, elapsed_s=600.0, fixed_s=200.0)
-    # by hand: 3600 - 600 = 3000 s left, reserve 300, pool 3000 - 200 - 300 = 2500 s at 0.5x:
-    # teacher 5, Stage 1 2, Stage 2 7 s/step. Shares among the three: 0.5625 / 0.25 / 0.1875.
-    # Stage 1: 625 s buys 312 > 300 (capped, 600 s); Stage 2: 468.75 s buys 66 > 60 (capped,
-    # 420 s); the teacher gets the rest, 2500 - 600 - 420 = 1480 s / 5 = 296 steps.
-    assert rp.speed == 0.5 and rp.reserve_s == 300.0 and rp.pool_s == 2500.0
-    assert rp.steps == {"teacher": 296, "stage1": 300, "stage2": 60}
-    assert rp.capped == ["stage1", "stage2"]
-    assert "calibrated x 0.50" in rp.why("teacher", TimeBudget().shares)
-    stalled = replan_distillation(TimeBudget(), cfg, r, {"codec": (100, 1e6)}, 600.0, 200.0)
-    assert stalled.speed == 10.0  # clamped

@@ -13,14 +13,14 @@ Design choices:
   to their shares (so a fast machine trains the full recipe and finishes early).
 - Every stage runs at least ``min_steps`` steps, even when the footage scan alone has used the
   budget: the estimate printed before training then says by how much the budget is exceeded.
-- A one-minute calibration on a shared machine does not predict the next hour (it
-  overestimated the steps 1.4-7x in the first budgeted creates, docs/avatar/README.md), so
-  after the codec and SyncNet stages have run, the teacher, Stage 1 and Stage 2, about 80% of
-  the pool, are re-planned (:func:`replan_distillation`) from the time then left, at their
-  calibrated step times scaled by how long the codec and SyncNet actually took against their
-  calibrated estimate.
-- The chosen steps (first plan and re-plan) are computed once each and stored in the build's
+- The steps are computed once, after the calibration, and stored in the build's
   ``settings.json``: a resumed create keeps them whatever the machine's speed is then.
+- On the shared 2-core machine a one-minute calibration does not predict the next hour: in
+  the measured creates it overestimated the training steps 1.4-7x (so the create ended well
+  within its budget, which is then a bound, not a fill), and rescaling the distillation
+  stages by the codec and SyncNet stages' measured speed was tried and removed: those ran at
+  0.14x their calibrated time while the teacher ran at 0.38x, so a 25-minute create was
+  re-planned to about 75 minutes (docs/avatar/README.md).
 - Stage 1's and the teacher's linear warm-ups shrink with their steps (at most a tenth of
   them); the codec's cosine and the SyncNet's one-cycle schedules follow their step counts.
 """
@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from lipforcing.avatar.config import AvatarConfig
 
 TRAINED = ("codec", "syncnet", "teacher", "stage1", "stage2")
-DISTILLED = ("teacher", "stage1", "stage2")  # re-planned after the codec and SyncNet
-SPEED_RANGE = (0.1, 10.0)  # measured / calibrated time ratios outside are clamped
 WARMUP_SHARE = 10  # a budgeted stage warms up for at most 1/WARMUP_SHARE of its steps
 
 
@@ -134,17 +132,12 @@ def seconds_per_step(cfg: AvatarConfig, rates: dict[str, float]) -> dict[str, fl
 
 
 def size_steps(
-    pool_s: float,
-    per_step: dict[str, float],
-    caps: dict[str, int],
-    budget: TimeBudget,
-    stages: tuple[str, ...] = TRAINED,
+    pool_s: float, per_step: dict[str, float], caps: dict[str, int], budget: TimeBudget
 ) -> tuple[dict[str, int], list[str]]:
-    """Steps per stage of ``stages``: shares of ``pool_s``, capped, caps' leftovers shared
-    again."""
+    """Steps per trained stage: shares of ``pool_s``, capped, caps' leftovers shared again."""
     shares = budget.shares
     steps: dict[str, int] = {}
-    open_, pool = list(stages), max(pool_s, 0.0)
+    open_, pool = list(TRAINED), max(pool_s, 0.0)
     while open_:
         total = sum(shares.of(s) for s in open_)
         full = [s for s in open_ if shares.of(s) / total * pool >= caps[s] * per_step[s]]
@@ -154,12 +147,12 @@ def size_steps(
             steps[s] = caps[s]
             pool -= caps[s] * per_step[s]
             open_.remove(s)
-    capped = [s for s in stages if s in steps]
+    capped = [s for s in TRAINED if s in steps]
     total = sum(shares.of(s) for s in open_)
     for s in open_:
         n = math.floor(shares.of(s) / total * pool / per_step[s])
         steps[s] = min(max(n, budget.min_steps), caps[s])
-    return {s: steps[s] for s in stages}, capped
+    return {s: steps[s] for s in TRAINED}, capped
 
 
 def budget_plan(
@@ -176,59 +169,6 @@ def budget_plan(
     per = seconds_per_step(cfg, rates)
     steps, capped = size_steps(pool, per, config_steps(cfg), budget)
     return BudgetPlan(budget.minutes, spent_s, fixed_s, reserve, pool, per, steps, capped)
-
-
-@dataclass(frozen=True)
-class Replan:
-    """The distillation stages' steps re-sized after the codec and SyncNet ran."""
-
-    speed: float  # the codec and SyncNet's measured / calibrated seconds (clamped)
-    elapsed_s: float  # the create's stages so far, measured
-    fixed_s: float  # latent encoding + held-out report, estimated
-    reserve_s: float
-    pool_s: float
-    seconds_per_step: dict[str, float]  # calibrated x speed
-    steps: dict[str, int]
-    capped: list[str]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def why(self, stage: str, shares: BudgetShares) -> str:
-        n, per = self.steps[stage], self.seconds_per_step[stage]
-        if stage in self.capped:
-            return f"{n} steps: the fixed config's, reached within its share of the time left"
-        share = shares.of(stage) / sum(shares.of(s) for s in DISTILLED)
-        return (
-            f"{n} steps: {share:.0%} of the {self.pool_s / 60:.1f} min left for distillation "
-            f"after the codec and SyncNet, at {per:.2f} s/step (calibrated x {self.speed:.2f}, "
-            "the codec and SyncNet's measured / calibrated time)"
-        )
-
-
-def replan_distillation(
-    budget: TimeBudget,
-    cfg: AvatarConfig,
-    rates: dict[str, float],
-    ran: dict[str, float],
-    elapsed_s: float,
-    fixed_s: float,
-) -> Replan:
-    """Teacher, Stage 1 and Stage 2 steps from the time left after ``elapsed_s``, at their
-    calibrated step times scaled by how the codec and SyncNet stages' measured seconds
-    (``ran``: stage -> (steps, seconds)) compared with their calibrated ones: the machine's
-    speed now, not a minute's calibration, sizes the longest stages."""
-    per = seconds_per_step(cfg, rates)
-    calibrated = sum(n * per[s] for s, (n, _) in ran.items())
-    measured = sum(sec for _, sec in ran.values())
-    lo, hi = SPEED_RANGE
-    speed = min(max(measured / calibrated, lo), hi) if calibrated > 0 else 1.0
-    left = max(budget.minutes * 60 - elapsed_s, 0.0)
-    reserve = budget.reserve * left
-    pool = max(left - fixed_s - reserve, 0.0)
-    scaled = {s: per[s] * speed for s in DISTILLED}
-    steps, capped = size_steps(pool, scaled, config_steps(cfg), budget, DISTILLED)
-    return Replan(speed, elapsed_s, fixed_s, reserve, pool, scaled, steps, capped)
 
 
 def with_steps(cfg: AvatarConfig, steps: dict[str, int]) -> AvatarConfig:
@@ -256,15 +196,12 @@ def with_steps(cfg: AvatarConfig, steps: dict[str, int]) -> AvatarConfig:
 
 
 __all__ = [
-    "DISTILLED",
     "TRAINED",
     "BudgetPlan",
     "BudgetShares",
     "TimeBudget",
-    "Replan",
     "budget_plan",
     "config_steps",
-    "replan_distillation",
     "seconds_per_step",
     "size_steps",
     "with_steps",

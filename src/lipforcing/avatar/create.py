@@ -193,8 +193,7 @@ def create_avatar(
     with run.stage("estimate", "timing one step of every stage on this machine"):
         cal = _calibration(cfg, preset, train_dir, report, work)
         spent = time.perf_counter() - started  # the scan, the parts and the calibration
-        base = cfg  # the fixed config: the budget's caps
-        cfg, steps = _steps(base, cal, budget, spent, work, log)
+        cfg, steps = _steps(cfg, cal, budget, spent, work, log)
         est = _stage_seconds(cfg, cal)  # a resume skips the stages it has finished:
         run.estimate = {k: v for k, v in est.items() if k not in run.timings}
         total = sum(run.estimate.values())
@@ -208,8 +207,6 @@ def create_avatar(
         codec = train.person_codec(train_dir, cfg, preset, work / "codec")
     with run.stage("syncnet", f"{cfg.init} SyncNet, {cfg.syncnet.steps} steps"):
         syncnet = train.person_syncnet(train_dir, cfg, preset, work / "syncnet")
-    if budget is not None:
-        cfg = _replan(base, cal, budget, run, work, log, steps)
     with run.stage("latents", "encoding the training and held-out windows"):
         cache = train.latent_cache(train_dir, codec, cfg, work / "latents_train.pt", train=True)
         held = train.latent_cache(held_dir, codec, cfg, work / "latents_heldout.pt", train=False)
@@ -303,41 +300,6 @@ def _steps(cfg, cal: dict, budget, spent: float, work: Path, log):
     if "budget" in chosen:
         card["budget"] = chosen["budget"]
     return cfg, card
-
-
-def _replan(base, cal: dict, budget, run: Run, work: Path, log, steps: dict):
-    """Re-size the teacher, Stage 1 and Stage 2 from the codec and SyncNet stages' measured
-    speed (``avatar.budget.replan_distillation``), once per build: stored in ``settings.json``
-    and in ``steps`` (the card's entry, updated in place); returns the config to train with."""
-    from lipforcing.avatar.budget import DISTILLED, TRAINED, replan_distillation, with_steps
-
-    path = work / "settings.json"
-    settings = json.loads(path.read_text())
-    chosen = settings[PLAN_KEY]
-    if "replan" not in chosen:
-        ran = {s: (chosen["steps"][s], run.timings[s]) for s in ("codec", "syncnet")}
-        elapsed = sum(run.timings[s] for s in STAGES if s in run.timings)
-        est = _stage_seconds(base, cal)
-        rp = replan_distillation(
-            budget, base, cal["rates"], ran, elapsed, est["latents"] + est["avatar"]
-        )
-        for s in DISTILLED:
-            chosen["steps"][s], chosen["why"][s] = rp.steps[s], rp.why(s, budget.shares)
-        chosen["replan"] = rp.to_dict()
-        _write_json(path, settings)
-        rest = sum(rp.steps[s] * rp.seconds_per_step[s] for s in DISTILLED)
-        log(
-            f"re-planned at {rp.speed:.2f}x the calibrated step times: estimated "
-            f"{(rp.elapsed_s + rp.fixed_s + rest) / 60:.1f} min in all (budget {budget.minutes:g})"
-        )
-    for s in DISTILLED:
-        log(f"  {s}: {chosen['why'][s]}")
-        steps[s].update(steps=chosen["steps"][s], why=chosen["why"][s])
-    steps["replan"] = chosen["replan"]
-    run.estimate.update(
-        {s: chosen["steps"][s] * chosen["replan"]["seconds_per_step"][s] for s in DISTILLED}
-    )
-    return with_steps(base, {s: chosen["steps"][s] for s in TRAINED})
 
 
 def _stage_avatar(work, out, report, train_dir, held_dir, held_cache, paths, cfg, other):
