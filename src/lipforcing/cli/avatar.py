@@ -28,7 +28,7 @@ Create NAME.avatar from 1-3 minutes of one person talking to the camera (a video
 is in a .wav of the same name beside it counts as one input). Prints a footage report first
 and refuses unusable footage with what to record instead; then prints a time estimate and
 trains the codec, SyncNet, teacher, Stage 1 and Stage 2 on the person, each stage with a
-progress bar. The whole create fits --minutes (default 60): after timing one step of every
+progress bar. The whole create is sized to --minutes (default 60): after timing one step of every
 stage it sizes each trained stage's steps to its share of the time left (the card records
 the steps and why). The last 15% of the footage is never trained on: the held-out report
 (NAME.avatar/report/report.md) scores the avatar on it. Rerun the same command to resume
