@@ -42,18 +42,24 @@ def toy_cache(preset, n=4, frames=6):
     }
 
 
-def test_teacher_stage1_stage2_run_and_skip_when_done(tmp_path):
-    preset, opt = (
-        toy_preset(),
-        OptimConfig(lr=1e-3, warmup_steps=1, batch_size=2, micro_batch=2, steps=2),
-    )
-    cache = toy_cache(preset)
+def teacher_and_stage1(cache, preset, opt, tmp_path):
+    """A toy teacher trained in tmp_path/t and its Stage-1 student in tmp_path/s1 (paths)."""
     teacher = run_teacher(
         cache, preset, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "t"
     )
     s1 = run_stage1(
         cache, teacher, DiffusionForcingConfig(optim=opt, latent_frames=6), tmp_path / "s1"
     )
+    return teacher, s1
+
+
+def test_teacher_stage1_stage2_run_and_skip_when_done(tmp_path):
+    preset, opt = (
+        toy_preset(),
+        OptimConfig(lr=1e-3, warmup_steps=1, batch_size=2, micro_batch=2, steps=2),
+    )
+    cache = toy_cache(preset)
+    teacher, s1 = teacher_and_stage1(cache, preset, opt, tmp_path)
     seen = []
 
     def reward(x0, batch):
@@ -272,12 +278,7 @@ def test_stage2_wraps_and_trains_the_student_and_critic_only(tmp_path, monkeypat
 
     preset, opt = toy_preset(), tiny_opt()
     cache = toy_cache(preset)
-    teacher = run_teacher(
-        cache, preset, TeacherTrainConfig(optim=opt, latent_frames=6), tmp_path / "t"
-    )
-    s1 = run_stage1(
-        cache, teacher, DiffusionForcingConfig(optim=opt, latent_frames=6), tmp_path / "s1"
-    )
+    teacher, s1 = teacher_and_stage1(cache, preset, opt, tmp_path)
     wrapped = []
     monkeypatch.setattr(stages, "shard_model", lambda m, recompute=False: wrapped.append(m) or m)
     dmd = DMDConfig(optim=tiny_opt(betas=(0.0, 0.999)), critic_steps=1, num_chunks=2, reward=None)

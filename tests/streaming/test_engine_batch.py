@@ -72,16 +72,22 @@ def batched(engine, sources):
     return feeds, groups
 
 
-def test_frames_are_identical_alone_and_batched(setup):
-    pipe, sources = setup
-    feeds, groups = batched(ChunkEngine(pipe), sources)
-    assert max(groups) == 3  # steady, empty and one-chunk caches in one step
+def assert_alone_frames(feeds, pipe, sources) -> None:
+    """Every batched stream's frames and K/V cache equal that stream's run alone on ``pipe``."""
     for name, feed in feeds.items():
         ref = alone(pipe, sources, name)
         assert len(feed.frames) == len(ref.frames)
         for got, want in zip(feed.frames, ref.frames):
             assert np.array_equal(got, want), name
         assert torch.equal(feed.stream.cache.k, ref.stream.cache.k), name
+        assert torch.equal(feed.stream.cache.v, ref.stream.cache.v), name
+
+
+def test_frames_are_identical_alone_and_batched(setup):
+    pipe, sources = setup
+    feeds, groups = batched(ChunkEngine(pipe), sources)
+    assert max(groups) == 3  # steady, empty and one-chunk caches in one step
+    assert_alone_frames(feeds, pipe, sources)
 
 
 def test_a_stream_takes_one_chunk_per_step(setup):
@@ -115,13 +121,7 @@ def test_stream_threads_give_each_stream_its_plain_frames(setup):
         feeds, _ = batched(engine, sources)
         assert len(ran_on) == 2 and all(n.startswith("lipsync-part") for n in ran_on)
         plain = Pipeline.random(PRESET, seed=0, options=ExecutionOptions.plain())
-        for name, feed in feeds.items():
-            ref = alone(plain, sources, name)
-            assert len(feed.frames) == len(ref.frames)
-            for got, want in zip(feed.frames, ref.frames):
-                assert np.array_equal(got, want), name
-            assert torch.equal(feed.stream.cache.k, ref.stream.cache.k), name
-            assert torch.equal(feed.stream.cache.v, ref.stream.cache.v), name
+        assert_alone_frames(feeds, plain, sources)
     finally:
         restore_torch_threads()
         assert torch.get_num_threads() == 2
