@@ -185,7 +185,7 @@ def finalise(staged: Path, out: Path, card: dict) -> Path:
     """Write the card (with the file inventory) into ``staged`` and rename it to ``out``."""
     card = {"format": FORMAT, "version": VERSION, **card, "files": inventory(staged)}
     tmp = staged / (CARD + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, default=_json))
+    tmp.write_text(json.dumps(card, indent=2, default=json_default))
     os.replace(tmp, staged / CARD)
     if out.exists():
         raise CheckpointError(f"{out} appeared while building; the new avatar is kept at {staged}")
@@ -193,7 +193,8 @@ def finalise(staged: Path, out: Path, card: dict) -> Path:
     return out
 
 
-def _json(x):
+def json_default(x):
+    """`json.dumps` default for the card and the report: numpy scalars and paths."""
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, Path):

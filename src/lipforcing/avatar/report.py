@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipforcing.avatar.bundle import json_default
 from lipforcing.avatar.scoring import mouth_region
 
 WEIGHTED = ("mouth_psnr", "mouth_ssim", "mouth_lpips", "sync_c", "sync_d", "lip_r", "engine_fps")
@@ -126,18 +127,10 @@ def write_report(report: dict, clips: list[dict], preset, out: Path) -> None:
     from lipforcing.media.contact_sheet import write_png
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json))
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=json_default))
     (out / "report.md").write_text(markdown(report))
     write_png(out / "contact_sheet.png", mouth_sheet(clips[0], preset))
     lip_plot(clips[0], out / "lip_sync.png")
-
-
-def _json(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(type(x))
 
 
 def mouth_sheet(clip: dict, preset) -> np.ndarray:
