@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import face_scenes
 from lipforcing.config import MediaConfig
 from lipforcing.errors import UserError
 from lipforcing.media.composite import FADE_FRAMES, paste_back, paste_weights
@@ -100,15 +101,7 @@ def test_hard_cut_restarts_the_track_without_blending(two_people):
 
 @pytest.fixture(scope="module")
 def three_faces():
-    """A large face on the left, two smaller ones in the middle and on the right."""
-    left = render_clip(1, 0.2, size=200).frames
-    middle = render_clip(2, 0.2, size=160).frames
-    right = render_clip(3, 0.2, size=160).frames
-    canvas = np.zeros((len(left), 220, 560, 3), np.uint8)
-    canvas[:, 10:210, 0:200] = left
-    canvas[:, 30:190, 200:360] = middle
-    canvas[:, 30:190, 400:560] = right
-    return canvas
+    return face_scenes.three_faces(0.2)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from streaming_inputs import speech_like
 
+import face_scenes
 from lipforcing.config import tiny
 from lipforcing.errors import UserError
 from lipforcing.media.composite import paste_back
@@ -81,14 +82,7 @@ def test_a_hard_cut_pastes_on_the_new_persons_track(pipeline):
 
 @pytest.fixture(scope="module")
 def three_faces():
-    left = render_clip(1, 0.5, size=200).frames
-    middle = render_clip(2, 0.5, size=160).frames
-    right = render_clip(3, 0.5, size=160).frames
-    canvas = np.zeros((len(left), 220, 560, 3), np.uint8)
-    canvas[:, 10:210, 0:200] = left
-    canvas[:, 30:190, 200:360] = middle
-    canvas[:, 30:190, 400:560] = right
-    return canvas
+    return face_scenes.three_faces(0.5)
 
 
 @pytest.mark.parametrize(
