@@ -61,6 +61,24 @@ def test_original_checkpoint_loads_with_no_missing_keys(tmp_path, vae):
     load_weights(build_wan_vae(CFG, SMALL), diffusers_file)
 
 
+def test_load_codec_reads_the_vaes_width_from_its_tensors(tmp_path, vae):
+    """A Wan VAE file of another width (same names: the conformance stand-ins') loads by path
+    alone and under a preset's CodecConfig, and encodes as the model it was written from."""
+    from lipforcing.codecs import load_codec
+
+    state = {k[len("vae.") :]: v for k, v in vae.state_dict().items() if k.startswith("vae.")}
+    original = {k: state[original_to_diffusers(k)].clone() for k in original_keys(base_dim=8)}
+    path = tmp_path / "Wan2.1_VAE.pth"
+    torch.save(original, path)
+    v = video(5)
+    with torch.no_grad():
+        want = vae.encode(v)
+        for cfg in (None, CFG):
+            codec = load_codec(path, cfg).eval()
+            assert codec.vae.config.base_dim == 8
+            torch.testing.assert_close(codec.encode(v), want)
+
+
 @pytest.mark.parametrize("frames", [1, 5, 9, 81])
 def test_strides(vae, frames):
     with torch.no_grad():

@@ -10,13 +10,14 @@ import pytest
 from lipforcing.conformance.standins import write_all
 
 LAYERS = 4  # reduced depth: every layout and key name, a fraction of the blocks
+VAE_WIDTH = 16  # Wan VAE base channels (the release's 96): every name, ~1/30 of the encode work
 
 
 @pytest.fixture(scope="session", params=["1.3b", pytest.param("14b", marks=pytest.mark.slow)])
 def standins(request, tmp_path_factory):
     """The manifest of :func:`write_all` (paths by role, ``family``) plus ``out``, its folder."""
     out = tmp_path_factory.mktemp(f"release-{request.param}")
-    manifest = write_all(out, width=request.param, layers=LAYERS)
+    manifest = write_all(out, width=request.param, layers=LAYERS, vae_width=VAE_WIDTH)
     manifest["out"] = out
     yield manifest
     shutil.rmtree(out, ignore_errors=True)

@@ -11,7 +11,8 @@ def test_every_documented_command_parses():
     parser = build_parser()
     found = commands()
     assert {n for n, _ in found} >= {"encode-prompt", "sync", "serve", "convert", "eval",
-                                     "preprocess", "analyze"}  # fmt: skip
+                                     "preprocess", "analyze", "preprocess-train", "latents",
+                                     "stage1", "stage2", "convert-trained"}  # fmt: skip
     found += commands(ROOT / "README.md")
     for _, argv in found:
         parser.parse_args(argv)  # SystemExit (argparse error) on any flag that does not exist

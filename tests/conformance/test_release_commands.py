@@ -4,7 +4,8 @@ Each command is taken from the page (:mod:`install_doc`), its release paths mapp
 stand-ins (``conftest.standins``: 1.3B width in ``make test``, 14B width in the slow run), with
 only the size knobs added: ``sync`` (a valid video, frame count and A/V as for the tiny
 preset), one ``serve`` WebSocket session, ``eval --syncnet-v2``, ``bench --mode student``,
-``convert``, and (slow) ``preprocess`` + ``analyze trajectory``.
+``convert``, the training procedure (preprocess, latent cache, Stage 1, Stage 2, conversion of
+the trained student) on one short clip, and (slow) ``preprocess`` + ``analyze trajectory``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import torch
 from install_doc import documented
 
 from lipforcing.cli.main import main
+
+TRAIN_SECONDS = 7.0  # two 81-frame windows: the least a shard needs (a window + references)
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +182,36 @@ def test_preprocess_and_analyze_as_documented(release):
     assert steps == {0, 49}
     assert {r.split(",")[4] for r in rows[1:]} >= {"release"}
     assert all(p.is_file() for p in (out / "summary.md", out / "trajectory.png"))
+
+
+def test_train_as_documented(release):
+    """Preprocess, latent cache, Stage 1, Stage 2 and the conversion of the trained student, as
+    the page writes them (one process, one step each) on the release's stand-ins and one clip
+    of two 81-frame windows (the release's window length is kept)."""
+    from safetensors.torch import load_file
+
+    from lipforcing.distill.latents import load_cache
+    from lipforcing.media.synthtalk import write_dataset
+
+    out, family = release["out"], release["family"]
+    write_dataset(out / "train", 1, TRAIN_SECONDS, 11)  # one 81-frame window and its references
+    for extra in [*(out / "train").glob("*.npz"), out / "train" / "index.json"]:
+        extra.unlink(missing_ok=True)
+    paths = release["paths"] | {
+        "train": str(out / "train"),
+        "train_shards": str(out / "train_shards"),
+        "latents_train.pt": str(out / "latents_train.pt"),
+        "runs": str(out / "runs"),
+        "my_student.safetensors": str(out / "my_student.safetensors"),
+    }
+    for name in ("preprocess-train", "latents", "stage1", "stage2", "convert-trained"):
+        assert main(documented(name, paths, family)) == 0, name
+    cache = load_cache(paths["latents_train.pt"])
+    assert cache["x0"].shape[2] == 21 and cache["wave"].shape[1] == 81 * 640
+    stage1 = load_file(str(out / "runs" / "stage1" / "student.safetensors"))
+    stage2 = load_file(str(out / "runs" / "stage2" / "student.safetensors"))
+    lora = [k for k in stage2 if "lora_B" in k]
+    assert lora and stage1.keys() == stage2.keys()
+    assert any(not torch.equal(stage1[k], stage2[k]) for k in lora)  # Stage 2 trained the LoRA
+    student = load_file(paths["my_student.safetensors"])
+    assert not any("lora" in k for k in student) and "patch_embedding.weight" in student

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resolution", type=int, help="aligned crop side in pixels (default: the preset's)"
     )
+    parser.add_argument("--mask", help="mouth mask image, white = keep (LatentSync's mask.png)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
             preset = preset.at_resolution(args.resolution)
         except ValueError as e:
             raise UserError(f"--resolution: {e}") from None
+    if args.mask is not None:
+        from lipforcing.media.mask import mouth_mask
+
+        media = dataclasses.replace(preset.media, mask_image=args.mask)
+        mouth_mask(media)  # a missing or unreadable image fails here, before any work
+        preset = dataclasses.replace(preset, media=media)
     w2v = None
     if preset.audio.kind == "wav2vec2":
         if not args.wav2vec2:

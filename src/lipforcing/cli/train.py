@@ -1,4 +1,4 @@
-"""Training entry points: ``lipforcing train {codec,teacher,syncnet,stage1,stage2,recipe,...}``."""
+"""Training entry points: ``lipforcing train {codec,latents,teacher,...}``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from lipforcing.cli.main import add_subcommands
 
 STAGES = {
     "codec": ("lipforcing.cli.train_codec", "train the tiny latent codec"),
+    "latents": ("lipforcing.cli.train_latents", "encode shards into the training latent cache"),
     "teacher": ("lipforcing.cli.train_teacher", "train the bidirectional teacher"),
     "syncnet": ("lipforcing.cli.train_syncnet", "train our SyncNet (reward and metric)"),
     "stage1": ("lipforcing.cli.train_stage1", "Stage 1: Diffusion Forcing"),
@@ -18,9 +19,9 @@ STAGES = {
 
 
 DESCRIPTION = """\
-Train one part of the system: the codec, the bidirectional teacher, our SyncNet, the student
-(Stage 1, Stage 2), or the whole chain (recipe). Run 'lipforcing train STAGE --help' for a
-stage's options."""
+Train one part of the system: the codec, the latent cache of the training clips, the
+bidirectional teacher, our SyncNet, the student (Stage 1, Stage 2), or the whole chain
+(recipe). Run 'lipforcing train STAGE --help' for a stage's options."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -135,8 +135,22 @@ def load_codec(
                 f"{path.name} is not a codec checkpoint (no lipforcing-codec header, no TAEHV "
                 "keys); for a Wan 2.1 VAE pass its CodecConfig"
             )
-    codec = build_codec(cfg)
-    return load_weights(codec, path)
+    if cfg.kind == "wan_vae" and meta.get("format") != FORMAT:
+        return load_weights(_wan_vae_of(state, cfg), path)  # a Wan or diffusers file
+    return load_weights(build_codec(cfg), path)
+
+
+WAN_VAE_FIRST_CONV = ("encoder.conv1.weight", "encoder.conv_in.weight")  # original, diffusers
+
+
+def _wan_vae_of(state: dict[str, torch.Tensor], cfg: CodecConfig) -> Codec:
+    """A Wan 2.1 VAE of the width its tensors have (the release's is 96; narrower files, such
+    as the conformance stand-ins, keep its names at a fraction of the channels)."""
+    from lipforcing.codecs.wan_vae import RELEASED_BASE_DIM, build_wan_vae
+
+    first = next((state[k] for k in WAN_VAE_FIRST_CONV if k in state), None)
+    width = RELEASED_BASE_DIM if first is None else int(first.shape[0])
+    return build_wan_vae(cfg, None if width == RELEASED_BASE_DIM else {"base_dim": width})
 
 
 __all__ = [

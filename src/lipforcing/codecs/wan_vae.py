@@ -39,6 +39,9 @@ def _residual(rest: str) -> str:
     return f"{RESIDUAL[idx]}.{param}"
 
 
+RELEASED_BASE_DIM = 96  # base channel width of Wan2.1_VAE.pth (AutoencoderKLWan's default)
+
+
 def original_to_diffusers(key: str, num_res_blocks: int = 2) -> str:
     """One key of ``Wan2.1_VAE.pth`` -> its name in ``AutoencoderKLWan``."""
     top = {"conv1": "quant_conv", "conv2": "post_quant_conv"}
@@ -72,7 +75,7 @@ def original_to_diffusers(key: str, num_res_blocks: int = 2) -> str:
 
 
 def original_keys(
-    base_dim: int = 96,
+    base_dim: int = RELEASED_BASE_DIM,
     dim_mult: tuple[int, ...] = (1, 2, 4, 4),
     num_res_blocks: int = 2,
     temporal_downsample: tuple[bool, ...] = (False, True, True),
@@ -280,6 +283,7 @@ def build_wan_vae(cfg: CodecConfig, vae_config: dict | None = None) -> WanVAECod
 
 
 __all__ = [
+    "RELEASED_BASE_DIM",
     "ComposedCodec",
     "WanVAECodec",
     "build_wan_vae",

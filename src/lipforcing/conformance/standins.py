@@ -1,7 +1,8 @@
 """Write random-weight stand-ins of every file the official Lip Forcing release uses, in the exact
 released layouts (file names, sharding, key names, prefixes, dtypes), at reduced depth.
 
-``python -m lipforcing.conformance.standins --out DIR [--width 1.3b|14b] [--layers 4]`` writes::
+``python -m lipforcing.conformance.standins --out DIR [--width 1.3b|14b] [--layers 4]
+[--vae-width 96]`` writes::
 
     DIR/Wan2.1-T2V/diffusion_pytorch_model-0000k-of-0000n.safetensors + .index.json + config.json
                    Wan2.1_VAE.pth  models_t5_umt5-xxl-enc-bf16.pth  google/umt5-xxl/ (tokenizer)
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lipforcing.codecs.wan_vae import RELEASED_BASE_DIM
 from lipforcing.config import ModelConfig, get_preset
 from lipforcing.conformance.layouts import (
     UMT5_TO_WAN,
@@ -240,16 +242,18 @@ def write_wav2vec2(folder: Path, seed: int) -> None:
 # ----------------------------------------------------------------------------- codecs etc.
 
 
-def write_codecs(root: Path, seed: int) -> None:
-    """``Wan2.1_VAE.pth`` (original names, float32) and ``taew2_1.pth`` (TAEHV, float32)."""
+def write_codecs(root: Path, seed: int, vae_width: int = RELEASED_BASE_DIM) -> None:
+    """``Wan2.1_VAE.pth`` (original names, float32; ``vae_width`` base channels, the release's
+    96 or fewer: the names stay, the loader reads the width) and ``taew2_1.pth`` (TAEHV,
+    float32)."""
     from lipforcing.codecs import build_codec
-    from lipforcing.codecs.wan_vae import original_keys, original_to_diffusers
+    from lipforcing.codecs.wan_vae import build_wan_vae, original_keys, original_to_diffusers
     from lipforcing.config import CodecConfig
 
     torch.manual_seed(seed)
-    vae = build_codec(CodecConfig(kind="wan_vae"))
+    vae = build_wan_vae(CodecConfig(kind="wan_vae"), {"base_dim": vae_width})
     own = vae.vae.state_dict()
-    original = {k: own[original_to_diffusers(k)].clone() for k in original_keys()}
+    original = {k: own[original_to_diffusers(k)].clone() for k in original_keys(vae_width)}
     torch.save(original, root / "Wan2.1_VAE.pth")
     tae = build_codec(CodecConfig(kind="taehv", width=64))
     state = {k: v for k, v in tae.state_dict().items() if not k.startswith("latent_")}
@@ -276,8 +280,16 @@ def write_mask(path: Path) -> None:
 # ----------------------------------------------------------------------------- all
 
 
-def write_all(out: str | Path, width: str = "1.3b", layers: int = 4, seed: int = 0) -> dict:
-    """Write every stand-in under ``out``; returns (and writes) the manifest of paths."""
+def write_all(
+    out: str | Path,
+    width: str = "1.3b",
+    layers: int = 4,
+    seed: int = 0,
+    vae_width: int = RELEASED_BASE_DIM,
+) -> dict:
+    """Write every stand-in under ``out``; returns (and writes) the manifest of paths.
+    ``vae_width``: base channels of the Wan VAE stand-in (96 = the release's; fewer keep every
+    name and make its encode cheap on a CPU)."""
     out = Path(out)
     cfg = model_config(width, layers)
     wan, diffusers = out / "Wan2.1-T2V", out / "Wan2.1-T2V-Diffusers"
@@ -288,13 +300,14 @@ def write_all(out: str | Path, width: str = "1.3b", layers: int = 4, seed: int =
     torch.save(merged_student(base, delta), out / "lipforcing_student.pth")
     write_text_encoders(wan, diffusers, cfg.text_dim, seed + 6)
     write_wav2vec2(out / "wav2vec2-base-960h", seed + 7)
-    write_codecs(wan, seed + 8)
+    write_codecs(wan, seed + 8, vae_width)
     (out / "taew2_1.pth").write_bytes((wan / "taew2_1.pth").read_bytes())
     (wan / "taew2_1.pth").unlink()
     write_syncnet_v2(out / "syncnet_v2.model", seed + 9)
     write_mask(out / "mask.png")
     manifest = {
         "family": FAMILIES[width], "layers": layers, "lora_rank": LORA_RANK,
+        "vae_width": vae_width,
         "student": "lipforcing_student.pth", "base": "Wan2.1-T2V",
         "base_index": "Wan2.1-T2V/diffusion_pytorch_model.safetensors.index.json",
         "diffusers": "Wan2.1-T2V-Diffusers", "adapter": "omniavatar_ls.pt",
@@ -311,7 +324,7 @@ def resolve_manifest(out: str | Path) -> dict:
     """The manifest with every file entry as an absolute path."""
     out = Path(out)
     manifest = json.loads((out / "manifest.json").read_text())
-    keep = {"family", "layers", "lora_rank"}
+    keep = {"family", "layers", "lora_rank", "vae_width"}
     return {k: v if k in keep else str(out / v) for k, v in manifest.items()}
 
 
@@ -321,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", choices=sorted(FAMILIES), default="1.3b")
     parser.add_argument("--layers", type=int, default=4, help="DiT blocks (>= 4: audio blocks)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--vae-width", type=int, default=RELEASED_BASE_DIM, help="Wan VAE base channels"
+    )
     args = parser.parse_args(argv)
-    manifest = write_all(args.out, args.width, args.layers, args.seed)
+    manifest = write_all(args.out, args.width, args.layers, args.seed, args.vae_width)
     print(json.dumps(manifest, indent=2))
     return 0
 
