@@ -42,7 +42,7 @@ from lipforcing.conformance.layouts import (
     wan_t2v_shapes,
 )
 
-LORA_RANK = 16  # the releases use 128; the rank is read from the tensors
+LORA_RANK = 128  # the releases' rank (read from the tensors; the release recipes train 128)
 LORA_ALPHA = 64.0
 WAN_SHARDS = 3  # Wan 2.1 14B ships 6 shards; any count exercises the index
 TOKENIZER_VOCAB = 200  # the trained stand-in tokenizer (umT5-XXL: 256384)
