@@ -215,3 +215,6 @@ def test_train_as_documented(release):
     assert any(not torch.equal(stage1[k], stage2[k]) for k in lora)  # Stage 2 trained the LoRA
     student = load_file(paths["my_student.safetensors"])
     assert not any("lora" in k for k in student) and "patch_embedding.weight" in student
+    ema = load_file(str(out / "runs" / "stage2" / "student_ema.safetensors"))
+    trained = [k for k in ema if k.startswith(("audio_", "patch_embedding."))]
+    assert trained and all(torch.equal(student[k], ema[k].bfloat16()) for k in trained)

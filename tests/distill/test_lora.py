@@ -125,8 +125,12 @@ def test_a_release_adapter_starts_the_lora_unmerged_on_the_base_with_its_plain_t
     adapter = write_adapter(tmp_path / "omniavatar_ls.pt", cfg, seed=1)
     lora = LoraConfig(rank=LORA_RANK, alpha=64.0)  # the stand-in's rank (the release: 128)
     weights = from_cli(str(tmp_path / "wan"), [str(tmp_path / "omniavatar_ls.pt")], lora)
-    with pytest.raises(CheckpointError, match=f"LoRA rank {LORA_RANK} .* recipe trains rank 8"):
+    with pytest.raises(
+        CheckpointError, match=f"LoRA rank {LORA_RANK}, but the recipe trains rank 8"
+    ):
         load_model(weights, "block_causal", LoraConfig(rank=8, alpha=64.0))
+    with pytest.raises(CheckpointError, match="LoRA alpha 64.0, but the recipe trains alpha 32.0"):
+        load_model(weights, "block_causal", LoraConfig(rank=LORA_RANK, alpha=32.0))
     model, _ = load_model(weights, "block_causal", lora)
     own = model.state_dict()
     pairs = [k for k in adapter if ".lora_" in k]
@@ -135,8 +139,85 @@ def test_a_release_adapter_starts_the_lora_unmerged_on_the_base_with_its_plain_t
         name = peft_name(k) if k in pairs else k
         assert torch.equal(own[name], v.bfloat16().float()), k
     modules = {k.split(".lora_")[0] for k in pairs}
-    for m in modules:  # the base weight: Wan's, the pair taken back out (fp32 rounding)
-        torch.testing.assert_close(own[f"{m}.base_layer.weight"], base[f"{m}.weight"])
+    for m in modules:  # the base weight: Wan's as stored, exactly (the pair never folded in)
+        assert torch.equal(own[f"{m}.base_layer.weight"], base[f"{m}.weight"]), m
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {peft_name(k) for k in pairs} <= trainable
     assert "patch_embedding.weight" in trainable and own["patch_embedding.weight"].shape[1] > 16
+
+
+def test_a_stage1_adapter_rebuilds_the_student_it_trained_bit_for_bit(tmp_path, monkeypatch):
+    """Stage 1 from ``--init W/Wan2.1-T2V --init-adapter omniavatar_ls.pt`` (LoRA, the release's
+    recipe) writes its adapter; given alone (as ``train stage2 --student`` takes it), the adapter
+    rebuilds the trainee Stage 1 held in memory when it saved, every parameter bit for bit: its
+    JSON records the released adapter as part of the base (audio modules, wider patch
+    embedding), its own trained modules and LoRA replace the released ones. Folded by the
+    loader (what ``lipforcing convert`` runs) over the recorded base, each weight is
+    W + (alpha / r) B A of the trained factors and each trained module is the trained one."""
+    from lipforcing.config import DiffusionForcingConfig, OptimConfig
+    from lipforcing.conformance.standins import (
+        LORA_RANK,
+        model_config,
+        peft_name,
+        write_adapter,
+        write_wan_base,
+    )
+    from lipforcing.distill import stages
+    from lipforcing.distill.weights import Weights, adapter_base, load_model
+    from lipforcing.models.text import Context
+    from lipforcing.models.weights import WeightsSpec
+    from lipforcing.models.weights import load_model as load_folded
+
+    cfg = model_config("1.3b", 1)  # audio_proj stored, no audio block at this depth
+    base = write_wan_base(tmp_path / "wan", cfg, seed=0)
+    released = write_adapter(tmp_path / "omniavatar_ls.pt", cfg, seed=1)
+    lora = LoraConfig(rank=LORA_RANK, alpha=64.0)
+    preset = get_preset("wan-1.3b")
+    cache = toy_cache(preset, n=2, frames=3)
+    context = Context(torch.randn(1, 4, cfg.text_dim), None, "context")
+    trained = {}
+    save = stages._save_final
+
+    def keep(path, model, preset, extra):  # the trainee as it is when Stage 1 saves it
+        trained.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        save(path, model, preset, extra)
+
+    monkeypatch.setattr(stages, "_save_final", keep)
+    opt = OptimConfig(lr=1e-3, warmup_steps=0, batch_size=1, micro_batch=1, steps=1)
+    s1 = stages.run_stage1(
+        cache,
+        tmp_path / "wan",
+        DiffusionForcingConfig(optim=opt, latent_frames=3, lora=lora),
+        tmp_path / "s1",
+        init_adapter=tmp_path / "omniavatar_ls.pt",
+        context=context,
+    )
+    assert adapter_base(s1).adapters == ((tmp_path / "omniavatar_ls.pt").resolve(),)
+    rebuilt, _ = load_model(Weights.of(s1), "block_causal", lora)
+    got = rebuilt.state_dict()
+    assert got.keys() == trained.keys()
+    for k, v in trained.items():
+        assert torch.equal(got[k], v), k
+    unused = [k for k in released if k.startswith("audio_proj.")]  # no block reads it here
+    assert unused
+    moved = [k for k in released if not torch.equal(trained[peft_name(k)], as_loaded(released[k]))]
+    assert moved == [k for k in released if k not in unused]  # Stage 1 trained them all
+    frozen = "blocks.0.ffn.2.base_layer.weight"
+    assert torch.equal(trained[frozen], base["blocks.0.ffn.2.weight"])  # Wan's, never folded
+    recorded = Weights.of(s1).base
+    folded = load_folded(WeightsSpec(recorded.path, (*recorded.adapters, s1))).model
+    plain = {k.replace(".base_layer.", "."): v for k, v in trained.items() if "lora_" not in k}
+    scale = lora.alpha / lora.rank
+    for name, value in folded.state_dict().items():
+        module = name[: -len(".weight")]
+        if f"{module}.lora_A.default.weight" in trained:
+            a = trained[f"{module}.lora_A.default.weight"]
+            b = trained[f"{module}.lora_B.default.weight"]
+            assert torch.equal(value, plain[name] + scale * (b @ a)), name
+        else:
+            assert torch.equal(value, plain[name]), name
+
+
+def as_loaded(value: torch.Tensor) -> torch.Tensor:
+    """A stand-in tensor as the released bf16 file gives it to an fp32 trainee."""
+    return value.bfloat16().float()

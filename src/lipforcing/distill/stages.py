@@ -33,6 +33,7 @@ from lipforcing.distill.reward import RewardFn, RewardShaper
 from lipforcing.distill.run_state import StateDict
 from lipforcing.distill.weights import (
     Weights,
+    base_record,
     check_inputs,
     check_width,
     load_frozen,
@@ -311,16 +312,8 @@ def trainee_meta(preset: PresetConfig, lora, base: Weights | None) -> dict:
     """What :func:`lipforcing.distill.run_state.export_checkpoint` needs to write a trainee."""
     meta = {"preset": preset.to_dict(), "lora": None if lora is None else dataclasses.asdict(lora)}
     if base is not None:
-        meta |= base_meta(base)
+        meta |= base_record(base)
     return meta
-
-
-def base_meta(base: Weights) -> dict:
-    """The weights a LoRA stage's adapter applies to."""
-    return {
-        "base": str(base.base.path.resolve()),
-        "base_adapters": [str(a.resolve()) for a in base.base.adapters],
-    }
 
 
 def _extra(stage: str, cfg, result, base: Weights | None = None) -> dict:
@@ -332,7 +325,7 @@ def _extra(stage: str, cfg, result, base: Weights | None = None) -> dict:
         "metrics_tail": result.history[-5:],
     }
     if base is not None:  # what a LoRA stage's adapter applies to
-        extra |= base_meta(base)
+        extra |= base_record(base)
     return extra
 
 

@@ -9,10 +9,13 @@ layouts, Wan shards, diffusers folders, distributed checkpoints, adapters folded
   adapters folded into it, e.g. Wan 2.1 14B + the OmniAvatar-LS adapter for the teacher);
 - ``Weights.adapter`` is a LoRA adapter the trainee's LoRA *starts from*, kept unmerged and
   trained (the release's ``merge_lora=False`` student and critic), e.g. a Stage-1 adapter, or
-  a released adapter (OmniAvatar-LS): its plain tensors (audio modules, the wider patch
-  embedding) join the base and its LoRA pairs start the LoRA (:func:`load_with_release_adapter`);
-- a file written by a LoRA stage (``distill.lora.save_adapter``) names its base in its JSON, so
-  it can be given alone.
+  a released adapter (OmniAvatar-LS): laid over the base as the loader lays any adapter, its
+  plain tensors (audio modules, the wider patch embedding, trained modules) are loaded and its
+  LoRA pairs start the LoRA, the base's own weights untouched (:func:`start_lora`);
+- a file written by a LoRA stage (``distill.lora.save_adapter``) names its base in its JSON
+  (:func:`base_record`: the base, its folded adapters, and the released adapter the LoRA started
+  from), so it can be given alone: rebuilt from it, the trainee is the one the stage trained,
+  bit for bit.
 
 Frozen models (teacher, codec, SyncNet) are put in eval mode without gradients and are never
 wrapped for training. The width and input checks run before any step (one message).
@@ -28,11 +31,10 @@ import torch
 from torch import nn
 
 from lipforcing.config import LoraConfig, PresetConfig
-from lipforcing.distill.lora import ADAPTER_FORMAT, add_lora, load_adapter
+from lipforcing.distill.lora import ADAPTER_FORMAT, add_lora
 from lipforcing.errors import CheckpointError
-from lipforcing.models.checkpoints import read_state_dict
 from lipforcing.models.dit import LipSyncDiT
-from lipforcing.models.weights import WeightsSpec
+from lipforcing.models.weights import LORA_ALPHA, WeightsSpec, lora_factors
 from lipforcing.models.weights import load_model as load_weights_spec
 
 
@@ -80,6 +82,21 @@ def is_adapter(path: Path) -> bool:
         return False
 
 
+def base_record(weights: Weights) -> dict:
+    """What a LoRA stage's adapter applies to, for its JSON (read back by :func:`adapter_base`):
+    the base, its folded adapters, and a released adapter the LoRA started from (its plain
+    tensors are part of the model the stage trained; its pairs, and every trained module, are
+    replaced by the stage's own). An adapter a LoRA stage wrote is not recorded: it holds the
+    trainable set only, which the next stage's adapter replaces key for key."""
+    adapters = list(weights.base.adapters)
+    if weights.adapter is not None and not is_adapter(weights.adapter):
+        adapters.append(weights.adapter)
+    return {
+        "base": str(weights.base.path.resolve()),
+        "base_adapters": [str(Path(a).resolve()) for a in adapters],
+    }
+
+
 def adapter_base(path: Path) -> WeightsSpec:
     """The weights a LoRA adapter was trained on (recorded in its JSON)."""
     extra = json.loads(path.with_suffix(".json").read_text()).get("extra", {})
@@ -99,80 +116,62 @@ def load_model(
     lora: LoraConfig | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[LipSyncDiT, PresetConfig]:
-    if lora is not None and weights.adapter is not None and not is_adapter(weights.adapter):
-        return load_with_release_adapter(weights, attention, lora, device)
-    return _load_model(weights, attention, lora, device)
+    """The trainee of ``weights`` with ``attention`` (fp32 master weights), LoRA added when the
+    recipe trains one and started from ``weights.adapter`` when given (:func:`start_lora`)."""
+    if weights.adapter is None:
+        loaded = load_weights_spec(weights.base, attention=attention, device=device)
+        if lora is not None:
+            add_lora(loaded.model, lora)
+            loaded.model.to(device)
+        return loaded.model, loaded.preset
+    if lora is None:
+        raise CheckpointError(
+            f"{weights.adapter}: a LoRA adapter, but the recipe trains this model in full "
+            f"(fold it into the base instead: give it as an adapter of the weights)"
+        )
+    return start_lora(weights, attention, lora, device)
 
 
-def load_with_release_adapter(
+def start_lora(
     weights: Weights, attention: str, lora: LoraConfig, device: torch.device | str = "cpu"
 ) -> tuple[LipSyncDiT, PresetConfig]:
-    """A LoRA trainee started from a released adapter (OmniAvatar-LS), as the release does
-    (``merge_lora=False``): the base with the adapter's plain tensors (audio modules, the wider
-    patch embedding), and the trainable LoRA starting from the adapter's pairs, unmerged.
+    """A LoRA trainee started from an adapter, unmerged (the release's ``merge_lora=False``).
 
-    The loader builds the base with the adapter folded in (W + (alpha / r) B A: its architecture
-    needs the adapter's tensors); each pair is then taken back out of its weight (W to fp32
-    rounding) and becomes the LoRA's A and B.
+    One loader plan lays the base, its folded adapters and ``weights.adapter`` over each other
+    (a later source replaces an earlier one key by key): the adapter's plain tensors (a released
+    adapter's audio modules and wider patch embedding, a stage's trained modules) are loaded,
+    the base's own weights stay exactly as stored, earlier pairs that the adapter replaces are
+    dropped, and the adapter's LoRA pairs become the trainable LoRA's A and B. A released
+    adapter (OmniAvatar-LS) and an adapter a LoRA stage wrote start the same way.
     """
-    from lipforcing.models.sources import open_source
-    from lipforcing.models.weights import LORA_ALPHA, Plan, add_source
-
     base = weights.base
     spec = WeightsSpec(base.path, (*base.adapters, weights.adapter), base.family, base.lora_alpha)
-    loaded = load_weights_spec(spec, attention=attention, device=device)
-    model, preset = loaded.model, loaded.preset
-    add_lora(model, lora)
+    loaded = load_weights_spec(spec, attention=attention, device=device, keep_lora=True)
+    model = add_lora(loaded.model, lora)
     model.to(device)
-    plan = Plan()
-    add_source(plan, open_source(weights.adapter))
     own = dict(model.named_parameters())
     default_alpha = LORA_ALPHA if base.lora_alpha is None else base.lora_alpha
     with torch.no_grad():
-        for module, pair in plan.loras.items():
-            a = pair.a.source.get(pair.a.key).to(device).float()
-            b = pair.b.source.get(pair.b.key).to(device).float()
-            alpha = default_alpha
-            if pair.alpha is not None:
-                alpha = float(pair.alpha.source.get(pair.alpha.key).float().reshape(-1)[0])
-            if a.shape[0] != lora.rank or alpha != lora.alpha:
+        for module, pair in loaded.unmerged.items():
+            a, b, alpha = lora_factors(pair, default_alpha, device)
+            if a.shape[0] != lora.rank:
                 raise CheckpointError(
-                    f"{weights.adapter}: LoRA rank {a.shape[0]} / alpha {alpha} on {module}, but "
-                    f"the recipe trains rank {lora.rank} / alpha {lora.alpha}"
+                    f"{weights.adapter}: LoRA rank {a.shape[0]}, but the recipe trains rank "
+                    f"{lora.rank} ({module})"
                 )
-            name = f"{module}.base_layer.weight"
-            if name not in own:
+            if alpha != lora.alpha:
+                raise CheckpointError(
+                    f"{weights.adapter}: LoRA alpha {alpha}, but the recipe trains alpha "
+                    f"{lora.alpha} ({module})"
+                )
+            if f"{module}.lora_A.default.weight" not in own:
                 raise CheckpointError(
                     f"{weights.adapter}: a LoRA pair on {module}, which the recipe does not "
                     f"train with LoRA"
                 )
-            own[name].sub_((alpha / lora.rank) * (b @ a))
             own[f"{module}.lora_A.default.weight"].copy_(a)
             own[f"{module}.lora_B.default.weight"].copy_(b)
-    return model, preset
-
-
-def _load_model(
-    weights: Weights,
-    attention: str,
-    lora: LoraConfig | None = None,
-    device: torch.device | str = "cpu",
-) -> tuple[LipSyncDiT, PresetConfig]:
-    """The trainee of ``weights`` with ``attention`` (fp32 master weights), LoRA added and
-    started from ``weights.adapter`` when given."""
-    loaded = load_weights_spec(weights.base, attention=attention, device=device)
-    model, preset = loaded.model, loaded.preset
-    if lora is not None:
-        add_lora(model, lora)
-        model.to(device)
-    if weights.adapter is not None:
-        if lora is None:
-            raise CheckpointError(
-                f"{weights.adapter}: a LoRA adapter, but the recipe trains this model in full "
-                f"(fold it into the base instead: give it as an adapter of the weights)"
-            )
-        load_adapter(model, read_state_dict(weights.adapter), str(weights.adapter))
-    return model, preset
+    return model, loaded.preset
 
 
 def load_frozen(

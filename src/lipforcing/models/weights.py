@@ -135,6 +135,7 @@ class Plan:
     loras: dict[str, LoraPair] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # one line per source: what it contributed
+    sources: list[TensorSource] = field(default_factory=list)  # in the order laid
 
 
 def dit_prefix(keys: list[str]) -> str:
@@ -183,6 +184,7 @@ def parse_key(name: str, diffusers: bool) -> tuple[str, str]:
 
 def add_source(plan: Plan, source: TensorSource) -> None:
     """Lay ``source``'s tensors over ``plan`` (later sources replace earlier ones)."""
+    plan.sources.append(source)
     keys = source.keys()
     prefix = dit_prefix(keys)
     own = [k for k in keys if k.startswith(prefix)]
@@ -436,6 +438,7 @@ class Loaded:
     model: LipSyncDiT
     preset: PresetConfig
     report: LoadReport
+    unmerged: dict[str, LoraPair] = field(default_factory=dict)  # ``keep_lora``: module -> pair
 
 
 def read_native_preset(source: TensorSource) -> PresetConfig | None:
@@ -504,6 +507,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     allow_missing: bool = False,
     default_attention: str | None = None,
+    keep_lora: bool = False,
 ) -> Loaded:
     """Build the model ``spec`` names and stream its weights in.
 
@@ -517,17 +521,49 @@ def load_model(
             weights keep their initialisation (a plain Wan base); otherwise missing is an error.
         default_attention: the attention of a foreign layout (which stores none; the family's
             default is the bidirectional teacher): a streaming pipeline asks for the student.
+        keep_lora: the LoRA pairs that the LAST adapter of ``spec`` contributes (those no later
+            source replaced: all of its own) are not folded; they come back in
+            ``Loaded.unmerged`` for a trainable LoRA to start from (:func:`lora_factors`), and
+            the weights under them stay the base's exactly. Earlier sources' pairs that the last
+            adapter replaces are dropped (the release's ``merge_lora=False`` trainee).
     """
     spec = WeightsSpec.of(spec)
     plan, preset, report = resolve(
         spec, attention=attention, allow_missing=allow_missing, default_attention=default_attention
     )
+    unmerged = _take_last_pairs(plan, spec, report) if keep_lora else {}
     model = build_model(preset.model, device="meta").to(dtype)
     model = model.to_empty(device=device)
     if report.missing:
         model.init_weights()
     fill(model, plan, report, LORA_ALPHA if spec.lora_alpha is None else spec.lora_alpha)
-    return Loaded(model, preset, report)
+    return Loaded(model, preset, report, unmerged)
+
+
+def _take_last_pairs(plan: Plan, spec: WeightsSpec, report: LoadReport) -> dict[str, LoraPair]:
+    """Remove the last adapter's LoRA pairs from ``plan`` (and the report's merged list)."""
+    if not spec.adapters:
+        return {}
+    last = plan.sources[-1]
+    taken = {m: pair for m, pair in plan.loras.items() if pair.source is last}
+    for module in taken:
+        del plan.loras[module]
+    report.merged = [m for m in report.merged if m not in taken]
+    return taken
+
+
+def lora_factors(
+    pair: LoraPair, default_alpha: float = LORA_ALPHA, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor, float]:
+    """(A, B, alpha) of one pair in float32 on ``device`` (alpha from its ``.alpha`` key, else
+    ``default_alpha``), checked finite."""
+    device = torch.device(device)
+    a = _fetch(pair.a, device).float()
+    b = _fetch(pair.b, device).float()
+    alpha = default_alpha
+    if pair.alpha is not None:
+        alpha = float(_fetch(pair.alpha, device).float().reshape(-1)[0])
+    return a, b, alpha
 
 
 @torch.no_grad()
@@ -571,10 +607,7 @@ def _fetch(ref: Ref, device: torch.device) -> Tensor:
 
 def _fold(weight: Tensor, pair: LoraPair, alpha: float, device: torch.device) -> Tensor:
     """W + (alpha / rank) B A, in float32 on ``device``."""
-    a = _fetch(pair.a, device).float()
-    b = _fetch(pair.b, device).float()
-    if pair.alpha is not None:
-        alpha = float(_fetch(pair.alpha, device).float().reshape(-1)[0])
+    a, b, alpha = lora_factors(pair, alpha, device)
     return weight.float() + (alpha / a.shape[0]) * (b @ a)
 
 
@@ -589,6 +622,7 @@ __all__ = [
     "LORA_ALPHA",
     "LoadReport",
     "Loaded",
+    "LoraPair",
     "Plan",
     "WeightsSpec",
     "add_source",
@@ -598,6 +632,7 @@ __all__ = [
     "fill",
     "load_into",
     "load_model",
+    "lora_factors",
     "parse_key",
     "plan_weights",
     "resolve",
