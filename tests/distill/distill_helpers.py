@@ -79,6 +79,7 @@ def dist_worker(rank: int, world: int, init_file: str, out: str, micro: int = 2)
     import torch.distributed as dist
 
     from lipforcing.config import OptimConfig
+    from lipforcing.distill.distributed import finish_distributed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -87,7 +88,7 @@ def dist_worker(rank: int, world: int, init_file: str, out: str, micro: int = 2)
     losses = train_toy(model, cfg, desc="dist")
     if rank == 0:
         torch.save({"params": model.state_dict(), "losses": losses}, out)
-    dist.destroy_process_group()
+    finish_distributed()
 
 
 def stage2_setup(root, steps: int = 4, micro: int = 1, **dmd):
@@ -136,10 +137,11 @@ def stage2_worker(rank: int, world: int, init_file: str, setup: str, root: str, 
 
     import torch.distributed as dist
 
+    from lipforcing.distill.distributed import finish_distributed
     from lipforcing.distill.stages import run_stage2
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     cache, teacher, s1, cfg = stage2_setup(setup, micro=micro)
     run_stage2(cache, s1, teacher, cfg, Path(root) / "s2", reward_fn=sample_reward, critic_path=s1)
-    dist.destroy_process_group()
+    finish_distributed()

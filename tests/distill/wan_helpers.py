@@ -157,11 +157,13 @@ def worker(
     """One of the gloo processes of a run (LoRA on for the 14B-width student)."""
     import torch.distributed as dist
 
+    from lipforcing.distill.distributed import finish_distributed
+
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     lora = LoraConfig() if student == "wan-14b" else None
     run(Path(root), Path(out), student, lora, steps)
-    dist.destroy_process_group()
+    finish_distributed()
 
 
 def available_gib() -> float:

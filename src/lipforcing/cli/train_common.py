@@ -60,6 +60,15 @@ def start(args: argparse.Namespace, *files: str | None) -> dict:
     return load_cache(args.latents)
 
 
+def finish(path) -> int:
+    """The process group ended together (:func:`finish_distributed`), the output's path printed."""
+    from lipforcing.distill.distributed import finish_distributed
+
+    finish_distributed()
+    print(path)
+    return 0
+
+
 def save_every(args: argparse.Namespace, default: int) -> dict:
     return {"save_every": args.save_every or default}
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lipforcing.cli.train_common import context, save_every, stage_config, start
+    from lipforcing.cli.train_common import context, finish, save_every, stage_config, start
     from lipforcing.distill.stages import run_stage1
     from lipforcing.distill.weights import from_cli
 
@@ -47,5 +47,4 @@ def run(args: argparse.Namespace) -> int:
         context=context(args),
         **save_every(args, 100),
     )
-    print(path)
-    return 0
+    return finish(path)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from lipforcing.cli.train_common import context, save_every, stage_config, start
+    from lipforcing.cli.train_common import context, finish, save_every, stage_config, start
     from lipforcing.distill.stages import run_stage2
     from lipforcing.errors import UserError
 
@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
         context=context(args),
         **save_every(args, 10),
     )
-    print(path)
-    return 0
+    return finish(path)
 
 
 def _reward(args, cfg, cache):

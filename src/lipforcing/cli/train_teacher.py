@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lipforcing.cli.train_common import context, save_every, stage_config, start
+    from lipforcing.cli.train_common import context, finish, save_every, stage_config, start
     from lipforcing.config import get_preset, get_recipe
     from lipforcing.distill.stages import run_teacher
     from lipforcing.errors import UserError
@@ -40,5 +40,4 @@ def run(args: argparse.Namespace) -> int:
         context=context(args),
         **save_every(args, 100),
     )
-    print(path)
-    return 0
+    return finish(path)

@@ -34,6 +34,17 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def finish_distributed() -> None:
+    """End the process group started by :func:`init_distributed`: every process waits for the
+    others (a barrier), then the group is destroyed. Without the barrier a process that leaves
+    first can tear its gloo connections down under a peer still finishing, which aborts one of
+    them (SIGABRT, "terminate called without an active exception", seen under load). A no-op
+    in a single process."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def training_device() -> torch.device:
     """This process's device: its GPU (torchrun's LOCAL_RANK) when CUDA is there, else the CPU."""
     if torch.cuda.is_available():
