@@ -1,5 +1,6 @@
-"""``avatar create --minutes``: the budget's arithmetic against hand computations, and the
-estimate of a budgeted config staying within the budget."""
+"""``avatar create --minutes``: the budget's arithmetic against hand computations (the plan up
+front and each stage's own sizing from its timed steps), and the estimate of a budgeted config
+staying within the budget."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from lipforcing.avatar.budget import (
     TimeBudget,
     budget_plan,
     config_steps,
+    iterations_per_step,
+    probe_seconds,
     seconds_per_step,
+    size_stage,
+    with_stage_steps,
     with_steps,
 )
 from lipforcing.avatar.config import avatar_config
@@ -94,7 +99,66 @@ def test_budgeted_steps_shrink_the_warm_ups_and_keep_the_rest():
     assert with_steps(cfg, config_steps(cfg)) == cfg  # the fixed steps change nothing
 
 
+def test_each_stage_takes_its_share_of_the_training_time_left():
+    budget = TimeBudget(minutes=60)  # reserve 10%; shares 10/10/45/20/15
+    # the codec first: 3000 s left, 150 s of latents + report ahead -> pool 0.9 x 2850 =
+    # 2565 s; its share 10% of all five = 256.5 s at 0.5 s/step -> 513 steps
+    codec = size_stage("codec", 0.5, 3000.0, 150.0, 600, budget)
+    assert codec.pool_s == pytest.approx(2565.0) and codec.share == pytest.approx(0.10)
+    assert codec.steps == 513 and not codec.capped
+    # the teacher after the codec and SyncNet: 2000 s left, 60 s ahead -> pool 1746 s; its
+    # share 0.45 / (0.45 + 0.20 + 0.15) = 0.5625 -> 982.125 s at 2.5 s/step -> 392 steps
+    teacher = size_stage("teacher", 2.5, 2000.0, 60.0, 1200, budget)
+    assert teacher.share == pytest.approx(0.5625) and teacher.steps == 392
+    # Stage 2, the last: everything left but the reserve: 0.9 x (700 - 60) = 576 s at 9.6 s
+    # per update -> 60 updates, exactly the fixed config's (capped)
+    last = size_stage("stage2", 9.6, 700.0, 60.0, 60, budget)
+    assert last.share == 1.0 and last.steps == 60 and last.capped
+    assert "fixed config" in last.why() and "9.60 s/step" in last.why()
+    assert "56%" in teacher.why() and "29.1 training minutes" in teacher.why()
+
+
+def test_a_stage_after_a_long_one_gets_less_and_never_under_the_minimum():
+    budget = TimeBudget(minutes=60, min_steps=2)
+    # Stage 1 when the teacher overran: 200 s left, 100 s ahead -> pool 90 s; share
+    # 0.20 / 0.35 -> 51.43 s at 5 s/step = 10 steps; with 100 s left: pool 0 -> the minimum
+    assert size_stage("stage1", 5.0, 200.0, 100.0, 300, budget).steps == 10
+    spent = size_stage("stage1", 5.0, 100.0, 100.0, 300, budget)
+    assert spent.pool_s == 0 and spent.steps == 2
+
+
+def test_a_timing_run_drops_its_warm_up_and_keeps_the_median_step():
+    # one iteration a step: warm-up 1 dropped, median of 2.0, 1.0, 3.0
+    assert probe_seconds([9.0, 2.0, 1.0, 3.0], 1, 1) == 2.0
+    # Stage 2 (2 iterations a step: critic + student): steps (1+1), (4+1), (2+2) after one
+    # warm-up step (5+5) -> median of 2, 5, 4 = 4
+    assert probe_seconds([5.0, 5.0, 1.0, 1.0, 4.0, 1.0, 2.0, 2.0], 2, 1) == 4.0
+    with pytest.raises(ValueError, match="no timed step"):
+        probe_seconds([1.0, 1.0], 2, 1)
+
+
+def test_stage2_steps_are_student_updates_of_critic_and_student_iterations():
+    cfg = avatar_config()
+    assert cfg.recipe.stage2.critic_steps == 5
+    assert iterations_per_step(cfg, "stage2") == 6
+    assert all(iterations_per_step(cfg, s) == 1 for s in ("codec", "syncnet", "teacher"))
+
+
+def test_one_stage_s_steps_change_alone_from_the_fixed_config():
+    cfg = avatar_config()
+    one = with_stage_steps(cfg, "teacher", 300)
+    assert config_steps(one) == {**config_steps(cfg), "teacher": 300}
+    assert one.recipe.teacher.optim.warmup_steps == 30
+    assert one.recipe.stage1 == cfg.recipe.stage1 and one.codec == cfg.codec
+
+
 def test_bad_budgets_are_refused():
-    for bad in ({"minutes": 0}, {"reserve": 1.0}, {"min_steps": 0}):
+    for bad in (
+        {"minutes": 0},
+        {"reserve": 1.0},
+        {"min_steps": 0},
+        {"probe_steps": 0},
+        {"probe_warmup": -1},
+    ):
         with pytest.raises(ValueError):
             TimeBudget(**bad)

@@ -53,6 +53,9 @@ def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypat
         Avatar.load(work)
     first = capsys.readouterr().out
     assert "budget 0.05 min" in first and "estimated time:" in first
+    sized = json.loads((work / "settings.json").read_text())["plan"]["sized"]
+    assert list(sized) == ["codec", "syncnet", "teacher"]  # each fixed when it started
+    assert "s/step timed in its own loop" in first
     done = {p: p.stat().st_mtime_ns for p in work.glob("*/*.safetensors")}
     (work / "estimate.json").unlink()  # recalibrated on a machine that now looks very fast:
     with monkeypatch.context() as m:  # the resumed build keeps its first run's steps
@@ -61,6 +64,8 @@ def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypat
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # finished stages kept
     log = capsys.readouterr().out
     assert "estimated time:" in log and "| me.mp4 | 24.0 | 100% |" in log
+    assert "minutes planned/actual: footage -/" in log and "of 0.05" in log
+    assert not (work / "probe" / "stage2").exists()  # timing runs leave nothing
 
     avatar = Avatar.load(out)
     card = avatar.card
@@ -71,7 +76,14 @@ def test_quick_create_resumes_then_loads_streams_and_reports(tmp_path, monkeypat
     assert steps == dict.fromkeys(("codec", "syncnet", "teacher", "stage1", "stage2"), 1)
     assert card["steps"]["teacher"]["config_steps"] == 2  # --quick's steps are the caps
     assert card["config"]["recipe"]["stage1"]["optim"]["steps"] == 1  # what Stage 1 ran
-    assert card["steps"]["budget"]["minutes"] == 0.05
+    budget = card["steps"]["budget"]
+    assert budget["minutes"] == 0.05
+    for s in ("codec", "syncnet", "teacher"):  # fixed before the interruption: kept
+        assert budget["sized"][s] == sized[s]
+    for s in steps:  # each stage timed its own steps (warm-up 1 + 3 timed) in its real loop
+        assert card["steps"][s]["timed_s_per_step"] > 0 and card["steps"][s]["timing_run_s"] > 0
+        assert card["steps"][s]["planned_steps"] == 1  # the plan up front: budget spent
+        assert budget["actual_s"][s] > 0 and budget["planned_s"][s] > 0
     for name in ("student.safetensors", "codec.safetensors", "syncnet.safetensors"):
         assert name in card["files"]
     report = json.loads((out / "report" / "report.json").read_text())

@@ -1,26 +1,31 @@
 """A create's training steps sized to a wall-time budget (``avatar create --minutes M``).
 
 Design choices:
-- The budget covers the whole create, every stage included: the footage scan and the
-  calibration are measured (they have run when the steps are chosen), the latent encoding and
-  the held-out report are estimated from the calibration like the rest, a reserve is kept back
-  for what one timed step leaves out (optimiser updates, data loading, checkpoints, load
-  swings), and what remains is the training pool shared by the five trained stages.
-- Each trained stage gets a fixed share of the pool (:class:`BudgetShares`, the reasons are on
-  its fields) and as many steps as its share buys at its measured seconds per step. A stage is
-  never given more steps than the fixed config (``AvatarConfig``'s step counts): a stage that
-  reaches that cap keeps its steps and its unused time goes to the other stages in proportion
-  to their shares (so a fast machine trains the full recipe and finishes early).
-- Every stage runs at least ``min_steps`` steps, even when the footage scan alone has used the
-  budget: the estimate printed before training then says by how much the budget is exceeded.
-- The steps are computed once, after the calibration, and stored in the build's
-  ``settings.json``: a resumed create keeps them whatever the machine's speed is then.
-- On the shared 2-core machine a one-minute calibration does not predict the next hour: in
-  the measured creates it overestimated the training steps 1.4-7x (so the create ended well
-  within its budget, which is then a bound, not a fill), and rescaling the distillation
-  stages by the codec and SyncNet stages' measured speed was tried and removed: those ran at
-  0.14x their calibrated time while the teacher ran at 0.38x, so a 25-minute create was
-  re-planned to about 75 minutes (docs/avatar/README.md).
+- The budget covers the whole create, every stage included (footage scan, calibration, the
+  stages' own timing runs, latent encoding, training, held-out report).
+- Up front (:func:`budget_plan`): after the footage scan and a calibration of one step of
+  every stage, the whole create is planned and its total printed before training starts
+  (the issue asks for an estimate first). Those planned steps are not what runs: on the
+  shared 2-core machine a one-minute calibration does not predict the next hour (in the
+  measured creates it overestimated the training steps 1.4-7x, so only a third of the budget
+  was used; docs/avatar/README.md).
+- Adaptive (:func:`size_stage`): each trained stage, when it starts, times its own steps in
+  its real training loop (``probe_warmup`` steps to warm up, then ``probe_steps`` timed; the
+  median kept) in a scratch folder that is then removed, and fixes its step count to fill its
+  share of the budget LEFT at that moment: the time still ahead that is not training (latent
+  encoding, report: estimated from the calibration) is taken out, a ``reserve`` share of the
+  rest is held back for what the timed steps leave out (checkpoint writes, model loading,
+  load swings), and the stage gets its share of the rest among the stages not yet run
+  (:class:`BudgetShares`). A stage that ran short or long leaves more or less to the ones
+  after it; the reserve a stage holds back passes on to the next (only the last stage's is
+  left unused).
+- The timing steps are run apart and discarded, so each stage's schedule (warm-ups, the
+  codec's cosine, the SyncNet's one-cycle) is built for its final step count from step 0;
+  they cost ``probe_warmup + probe_steps`` steps per stage, counted in the budget.
+- A stage is never given more steps than the fixed config (``AvatarConfig``'s step counts;
+  then the time it leaves goes to the stages after it) and always at least ``min_steps``.
+- Each stage's count is stored in the build's ``settings.json`` when it is fixed: a resumed
+  create keeps it (an interrupted stage resumes with the count its state was trained for).
 - Stage 1's and the teacher's linear warm-ups shrink with their steps (at most a tenth of
   them); the codec's cosine and the SyncNet's one-cycle schedules follow their step counts.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from lipforcing.avatar.config import AvatarConfig
@@ -71,13 +77,22 @@ class TimeBudget:
     """The wall time a create may take, all stages included."""
 
     minutes: float = 60.0  # the whole create: footage scan to the finished folder
-    reserve: float = 0.10  # share of the time left after the scan kept back (see module doc)
+    reserve: float = 0.10  # share of the time left kept back (see module doc)
     min_steps: int = 1  # steps every trained stage runs at least
+    probe_warmup: int = 1  # untimed first steps of a stage's timing run (first-call costs)
+    probe_steps: int = 3  # timed steps after them (median): one step swings 2x when shared
     shares: BudgetShares = field(default_factory=BudgetShares)
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or not 0 <= self.reserve < 1 or self.min_steps < 1:
             raise ValueError(f"invalid time budget: {self}")
+        if self.probe_warmup < 0 or self.probe_steps < 1:
+            raise ValueError(f"invalid time budget: {self}")
+
+    @property
+    def probe_total(self) -> int:
+        """Steps of a stage's timing run."""
+        return self.probe_warmup + self.probe_steps
 
 
 @dataclass(frozen=True)
@@ -171,6 +186,77 @@ def budget_plan(
     return BudgetPlan(budget.minutes, spent_s, fixed_s, reserve, pool, per, steps, capped)
 
 
+def iterations_per_step(cfg: AvatarConfig, stage: str) -> int:
+    """Loop iterations of one of ``stage``'s steps (Stage 2 with the paper's unit: the critic
+    updates and the student update of one student update)."""
+    if stage != "stage2":
+        return 1
+    s2 = cfg.recipe.stage2
+    return s2.iterations // s2.optim.steps
+
+
+def probe_seconds(times: list[float], per_step: int, warmup: int) -> float:
+    """Median seconds of one step from a timing run's per-iteration ``times``: the first
+    ``warmup`` steps dropped, a step being ``per_step`` consecutive iterations."""
+    first = warmup * per_step
+    starts = range(first, len(times) - per_step + 1, per_step)
+    steps = [sum(times[i : i + per_step]) for i in starts]
+    if not steps:
+        raise ValueError(f"no timed step in {len(times)} iterations (warm-up {warmup} steps)")
+    return float(statistics.median(steps))
+
+
+@dataclass(frozen=True)
+class StageSizing:
+    """One trained stage's step count, fixed when the stage starts (stored with the build)."""
+
+    stage: str
+    steps: int
+    seconds_per_step: float  # measured in the stage's own timing run
+    left_s: float  # budget left when the stage started (after its timing run)
+    ahead_s: float  # estimated seconds of the untrained stages still ahead
+    pool_s: float  # training time for this stage and the ones after it (reserve taken out)
+    share: float  # this stage's fraction of the pool
+    capped: bool  # held at the fixed config's steps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def why(self) -> str:
+        """One line: how the steps were chosen."""
+        per = f"{self.seconds_per_step:.2f} s/step timed in its own loop"
+        if self.capped:
+            return f"{self.steps} steps: the fixed config's, within its share ({per})"
+        return (
+            f"{self.steps} steps: {self.share:.0%} of the {self.pool_s / 60:.1f} training "
+            f"minutes left at {per}"
+        )
+
+
+def size_stage(
+    stage: str,
+    seconds_per_step: float,
+    left_s: float,
+    ahead_s: float,
+    cap: int,
+    budget: TimeBudget,
+) -> StageSizing:
+    """``stage``'s steps: its share of the training time left, among it and the trained stages
+    after it (module docstring); ``left_s``: the budget not yet spent, ``ahead_s``: the
+    estimated untrained time still ahead, ``cap``: the fixed config's steps."""
+    pool = max(left_s - ahead_s, 0.0) * (1 - budget.reserve)
+    later = TRAINED[TRAINED.index(stage) :]
+    share = budget.shares.of(stage) / sum(budget.shares.of(s) for s in later)
+    n = math.floor(share * pool / seconds_per_step)
+    steps = min(max(n, budget.min_steps), cap)
+    return StageSizing(stage, steps, seconds_per_step, left_s, ahead_s, pool, share, n >= cap)
+
+
+def with_stage_steps(cfg: AvatarConfig, stage: str, n: int) -> AvatarConfig:
+    """``cfg`` with ``stage``'s steps set to ``n`` (see :func:`with_steps`)."""
+    return with_steps(cfg, {**config_steps(cfg), stage: n})
+
+
 def with_steps(cfg: AvatarConfig, steps: dict[str, int]) -> AvatarConfig:
     """``cfg`` with the trained stages' steps replaced (warm-ups shrunk to fit them)."""
     rc = cfg.recipe
@@ -199,10 +285,15 @@ __all__ = [
     "TRAINED",
     "BudgetPlan",
     "BudgetShares",
+    "StageSizing",
     "TimeBudget",
     "budget_plan",
     "config_steps",
+    "iterations_per_step",
+    "probe_seconds",
     "seconds_per_step",
+    "size_stage",
     "size_steps",
+    "with_stage_steps",
     "with_steps",
 ]

@@ -4,12 +4,13 @@ Stages (each resumable; a rerun of the same command continues where it stopped):
 
 1. footage: scan every video (face track, crops, audio features, footage measures), print the
    footage report, refuse unusable footage, split off the held-out end;
-2. estimate: time one step of every stage on this machine, size the trained stages' steps to
-   the time budget (``avatar.budget``; stored in ``settings.json`` for resumes) and print the
-   total;
+2. estimate: time one step of every stage on this machine, plan the trained stages' steps to
+   the time budget (``avatar.budget``) and print the total;
 3. codec, 4. SyncNet: fine-tuned (``--init builtin``) or trained (``scratch``) on the person;
 5. latents: the training windows (overlapping) and the held-out windows, encoded once;
 6. teacher, 7. Stage 1, 8. Stage 2 with the person's SyncNet as the reward;
+   with a budget each trained stage first times its own steps and fixes its step count to
+   its share of the budget left (``avatar.sizing``; kept in ``settings.json`` for resumes);
 9. avatar: the idle base, the held-out report, the card, then one rename into place.
 
 Everything is built in ``NAME.avatar.partial/`` beside the output; the finished folder appears
@@ -31,10 +32,10 @@ import numpy as np
 from lipforcing.avatar.budget import TimeBudget
 from lipforcing.avatar.config import AvatarConfig
 from lipforcing.avatar.footage import FootageError
+from lipforcing.avatar.sizing import PLAN_KEY, StageSteps
 from lipforcing.errors import MediaError, UserError
 
 PRESET = "tiny"  # the CPU scale: the only preset an avatar is trained at
-PLAN_KEY = "plan"  # settings.json's entry with the steps every trained stage runs
 
 
 STAGES = ("footage", "estimate", "codec", "syncnet", "latents", "teacher", "stage1", "stage2")
@@ -51,6 +52,23 @@ class Run:
         self.path = work / "timings.json"
         self.timings = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.estimate: dict[str, float] = {}
+        self.current: tuple[str, float] | None = None  # the running stage and its start
+
+    def spent_s(self) -> float:
+        """Seconds the build has spent in its stages, over every run, the current one included."""
+        done = sum(self.timings.get(s, 0.0) for s in STAGES)
+        return done + (time.perf_counter() - self.current[1] if self.current else 0.0)
+
+    def expect(self, name: str, seconds: float | None) -> None:
+        """A stage's estimate, revised once its steps are fixed (progress.json follows)."""
+        if seconds is None:
+            return
+        self.estimate[name] = seconds
+        path = self.work / "progress.json"
+        if path.is_file():
+            progress = json.loads(path.read_text())
+            if progress.get("stage") == name:
+                _write_json(path, {**progress, "estimate_s": seconds})
 
     @contextmanager
     def stage(self, name: str, what: str):
@@ -72,11 +90,15 @@ class Run:
         }
         _write_json(self.work / "progress.json", progress)
         start = time.perf_counter()
-        yield
-        spent = time.perf_counter() - start
-        self.timings[name] = self.timings.get(name, 0.0) + spent
-        self.timings.setdefault("load_average", {})[name] = round(os.getloadavg()[0], 2)
-        self.path.write_text(json.dumps(self.timings, indent=2))
+        self.current = (name, start)
+        try:
+            yield
+        finally:  # an interrupted stage's time counts too (the budget of a resumed build)
+            self.current = None
+            spent = time.perf_counter() - start
+            self.timings[name] = self.timings.get(name, 0.0) + spent
+            self.timings.setdefault("load_average", {})[name] = round(os.getloadavg()[0], 2)
+            self.path.write_text(json.dumps(self.timings, indent=2))
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -165,8 +187,8 @@ def create_avatar(
 ) -> Path:
     """Build ``out`` (a ``NAME.avatar`` folder) from ``inputs``; returns its path.
 
-    With ``budget`` the trained stages' steps are sized to its wall time after the calibration
-    (``avatar.budget``); without, they are ``cfg``'s."""
+    With ``budget`` the trained stages' steps are sized to its wall time, each stage's when it
+    starts (``avatar.budget``, ``avatar.sizing``); without, they are ``cfg``'s."""
     from lipforcing.avatar import footage as ft
     from lipforcing.avatar import train
     from lipforcing.config import get_preset
@@ -190,46 +212,86 @@ def create_avatar(
         shutil.rmtree(work, ignore_errors=True)  # nothing worth resuming
         raise
     train_dir, held_dir = (_part(report, p, work / p) for p in ("train", "heldout"))
+    steps = StageSteps(work, cfg, budget, log)
     with run.stage("estimate", "timing one step of every stage on this machine"):
         cal = _calibration(cfg, preset, train_dir, report, work)
-        spent = time.perf_counter() - started  # the scan, the parts and the calibration
-        cfg, steps = _steps(cfg, cal, budget, spent, work, log)
+        spent = run.spent_s()  # the scan and the calibration (all runs)
+        cfg = steps.start(cal["rates"], spent, lambda c: _stage_seconds(c, cal))
         est = _stage_seconds(cfg, cal)  # a resume skips the stages it has finished:
-        run.estimate = {k: v for k, v in est.items() if k not in run.timings}
+        run.estimate = {k: steps.seconds(k) or v for k, v in est.items() if k not in run.timings}
         total = sum(run.estimate.values())
+        note = "stages below show their estimates"
+        if budget is not None:
+            note = (
+                f"budget {budget.minutes:g} min; {note}; each trained stage times its own "
+                "steps when it starts and fixes them to its share of the budget left"
+            )
         log(
             f"estimated time: {(spent + total) / 60:.1f} min in all ({spent / 60:.1f} min spent "
-            f"on the footage scan and calibration, {total / 60:.1f} min from now"
-            + (f"; budget {budget.minutes:g} min" if budget is not None else "")
-            + "; stages below show their estimates)"
+            f"on the footage scan and calibration, {total / 60:.1f} min from now; {note})"
         )
-    with run.stage("codec", f"{cfg.init} codec, {cfg.codec.steps} steps on the person's crops"):
+
+    def sized(stage: str, probe, ahead: tuple[str, ...] = ("avatar",)):
+        def left() -> float:
+            return budget.minutes * 60 - run.spent_s()
+
+        ahead_s = sum(run.estimate.get(s, 0.0) for s in ahead)
+        got = steps.size(stage, probe, left, ahead_s)
+        run.expect(stage, steps.seconds(stage))
+        return got
+
+    early = ("latents", "avatar")  # the untrained stages still ahead of the codec and SyncNet
+    with run.stage("codec", f"{cfg.init} codec on the person's crops"):
+        cfg = sized("codec", lambda c, d, t: train.person_codec(train_dir, c, preset, d, t), early)
         codec = train.person_codec(train_dir, cfg, preset, work / "codec")
-    with run.stage("syncnet", f"{cfg.init} SyncNet, {cfg.syncnet.steps} steps"):
+    with run.stage("syncnet", f"{cfg.init} SyncNet on the person's speech"):
+        cfg = sized(
+            "syncnet", lambda c, d, t: train.person_syncnet(train_dir, c, preset, d, t), early
+        )
         syncnet = train.person_syncnet(train_dir, cfg, preset, work / "syncnet")
     with run.stage("latents", "encoding the training and held-out windows"):
         cache = train.latent_cache(train_dir, codec, cfg, work / "latents_train.pt", train=True)
         held = train.latent_cache(held_dir, codec, cfg, work / "latents_heldout.pt", train=False)
         log(f"{cache['x0'].shape[0]} training windows, {held['x0'].shape[0]} held-out windows")
     reward = train.reward_fn(codec, syncnet, cfg)
-    rc = cfg.recipe
-    with run.stage("teacher", f"{rc.teacher.optim.steps} steps"):
+    with run.stage("teacher", "bidirectional teacher"):
+        cfg = sized("teacher", lambda c, d, t: train.distill_teacher(cache, c, preset, d, t))
         paths_ = {"teacher": train.distill_teacher(cache, cfg, preset, work)}
-    with run.stage("stage1", f"Diffusion Forcing, {rc.stage1.optim.steps} steps"):
+    with run.stage("stage1", "Diffusion Forcing"):
+        teacher = paths_["teacher"]
+        cfg = sized("stage1", lambda c, d, t: train.distill_stage1(cache, teacher, c, d, t))
         paths_["stage1"] = train.distill_stage1(cache, paths_["teacher"], cfg, work)
-    with run.stage("stage2", f"Self-Forcing DMD with the reward, {rc.stage2.optim.steps} updates"):
+    with run.stage("stage2", "Self-Forcing DMD with the reward (steps: student updates)"):
+        done = dict(paths_)
+        cfg = sized("stage2", lambda c, d, t: train.distill_stage2(cache, done, c, d, reward, t))
         paths_["student"] = train.distill_stage2(cache, paths_, cfg, work, reward)
     with run.stage("avatar", "idle base, held-out report, card"):
         staged = _stage_avatar(work, out, report, train_dir, held_dir, held, paths_, cfg, other)
         card = _card(out, paths, report, cfg, run, started, staged)
-        card["steps"] = steps
+        card["steps"] = steps.card(run.timings)
         from lipforcing.avatar.bundle import finalise
 
         finalise(staged, out, card)
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
+    _log_times(card["steps"].get("budget"), run.timings, log)
     log(f"wrote {out} in {(time.perf_counter() - started) / 60:.1f} min")
     return out
+
+
+def _log_times(budget: dict | None, actual: dict, log) -> None:
+    """Planned (up front) vs actual minutes of every stage of a budgeted create."""
+    if budget is None:
+        return
+    planned = budget["planned_s"]
+    rows = [
+        f"{s} {planned[s] / 60:.1f}/{actual.get(s, 0.0) / 60:.1f}"
+        if s in planned
+        else f"{s} -/{actual.get(s, 0.0) / 60:.1f}"
+        for s in STAGES
+    ]
+    total = sum(actual.get(s, 0.0) for s in STAGES)
+    log(f"minutes planned/actual: {', '.join(rows)}; {total / 60:.1f} of {budget['minutes']:g}")
 
 
 def _part(report, part: str, dest: Path) -> Path:
@@ -268,38 +330,6 @@ def _stage_seconds(cfg, cal: dict) -> dict[str, float]:
     est = {s.name: s.seconds for s in stages}
     est["avatar"] = est.pop("report")
     return est
-
-
-def _steps(cfg, cal: dict, budget, spent: float, work: Path, log):
-    """``cfg`` with the steps this build runs, and a card entry saying how each was chosen.
-
-    The first run chooses them (``budget``'s plan, or ``cfg``'s own steps) and stores them in
-    ``settings.json``; a resumed run reads them back."""
-    from lipforcing.avatar.budget import TRAINED, budget_plan, config_steps, with_steps
-
-    path = work / "settings.json"
-    settings = json.loads(path.read_text())
-    fixed = config_steps(cfg)
-    if PLAN_KEY not in settings:
-        if budget is None:
-            chosen = {"steps": fixed, "why": dict.fromkeys(TRAINED, "the fixed config's steps")}
-        else:
-            est = _stage_seconds(cfg, cal)
-            bp = budget_plan(budget, cfg, cal["rates"], spent, est["latents"] + est["avatar"])
-            why = {s: bp.why(s, budget.shares) for s in TRAINED}
-            chosen = {"steps": bp.steps, "why": why, "budget": bp.to_dict()}
-        settings[PLAN_KEY] = chosen
-        _write_json(path, settings)
-    chosen = settings[PLAN_KEY]
-    if budget is not None:
-        cfg = with_steps(cfg, chosen["steps"])
-    card = {}
-    for s in TRAINED:
-        log(f"  {s}: {chosen['why'][s]} (fixed config: {fixed[s]})")
-        card[s] = {"steps": chosen["steps"][s], "config_steps": fixed[s], "why": chosen["why"][s]}
-    if "budget" in chosen:
-        card["budget"] = chosen["budget"]
-    return cfg, card
 
 
 def _stage_avatar(work, out, report, train_dir, held_dir, held_cache, paths, cfg, other):

@@ -16,7 +16,9 @@ Design choices:
 - On the shared 2-core machine one calibration does not predict the next hour: the same
   teacher step took 0.7 s and 10-15 s in one process 15 minutes apart as other jobs came and
   went, and the first budgeted create's calibration overestimated its stages' steps 1.4-4.8x
-  (it finished in 22 of its 60 minutes). The budget is an upper bound there, not a fill.
+  (it finished in 22 of its 60 minutes). So the calibration gives the estimate printed before
+  training; each trained stage then fixes its steps from its own timed steps
+  (``avatar.budget``, ``avatar.sizing``).
 - Stage seconds = steps x seconds per step (Stage 2: ``critic_steps`` critic steps plus one
   student step per update); encoding and the report are estimated from the window count and a
   timed codec encode / DiT forward. Real runs log their actual times beside the estimate.

@@ -33,8 +33,11 @@ def builtin(name: str) -> Path:
     return path
 
 
-def person_codec(train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: Path) -> Path:
-    """The codec fine-tuned (or trained) on the person's crops; latent statistics re-measured."""
+def person_codec(
+    train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: Path, step_seconds=None
+) -> Path:
+    """The codec fine-tuned (or trained) on the person's crops; latent statistics re-measured.
+    ``step_seconds`` (every stage here): each training step's wall seconds appended to it."""
     from lipforcing.codecs import build_codec, save_codec
     from lipforcing.codecs.train import CropWindows, fit_codec, set_latent_stats
 
@@ -45,7 +48,7 @@ def person_codec(train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: 
     torch.manual_seed(cfg.seed)
     codec = build_codec(preset.codec, weights=init)
     data = CropWindows(shard_dirs(train), cfg.codec.frames)
-    fit_codec(codec, data, cfg.codec, run_dir / "state.pt")
+    fit_codec(codec, data, cfg.codec, run_dir / "state.pt", step_seconds=step_seconds)
     codec.eval()
     size = preset.codec.image_size
     set_latent_stats(codec, [data.sample(np.random.default_rng(i), 4, size) for i in range(4)])
@@ -53,7 +56,9 @@ def person_codec(train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: 
     return final
 
 
-def person_syncnet(train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: Path) -> Path:
+def person_syncnet(
+    train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: Path, step_seconds=None
+) -> Path:
     """Our LipSyncNet fine-tuned (or trained) on the person's windows."""
     from lipforcing.data.preprocess import load_shard
     from lipforcing.evaluation.syncnet import (
@@ -73,7 +78,7 @@ def person_syncnet(train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir
         model = load_syncnet(builtin("syncnet.safetensors"))
     else:
         model = LipSyncNet(LipSyncNetConfig(n_mels=preset.audio.n_mels))
-    train_syncnet(model, clips, cfg.syncnet, run_dir / "state.pt")
+    train_syncnet(model, clips, cfg.syncnet, run_dir / "state.pt", step_seconds=step_seconds)
     save_syncnet(model.eval(), final, {"init": cfg.init, "steps": cfg.syncnet.steps})
     return final
 
@@ -93,23 +98,35 @@ def latent_cache(part: Path, codec_path: Path, cfg: AvatarConfig, path: Path, *,
     return load_cache(path)
 
 
-def distill_teacher(cache: dict, cfg: AvatarConfig, preset: PresetConfig, work: Path) -> Path:
+def distill_teacher(
+    cache: dict, cfg: AvatarConfig, preset: PresetConfig, work: Path, step_seconds=None
+) -> Path:
     """The bidirectional teacher (from the shipped student's weights with ``builtin``)."""
     from lipforcing.distill.stages import run_teacher
 
     init = builtin("student.safetensors") if cfg.init == "builtin" else None
     rc = cfg.recipe
-    return run_teacher(cache, preset, rc.teacher, work / "teacher", seed=cfg.seed, init=init)
+    run_dir = work / "teacher"
+    return run_teacher(
+        cache, preset, rc.teacher, run_dir, seed=cfg.seed, init=init, step_seconds=step_seconds
+    )
 
 
-def distill_stage1(cache: dict, teacher: Path, cfg: AvatarConfig, work: Path) -> Path:
+def distill_stage1(
+    cache: dict, teacher: Path, cfg: AvatarConfig, work: Path, step_seconds=None
+) -> Path:
     """Stage 1: Diffusion Forcing of the causal student from the teacher."""
     from lipforcing.distill.stages import run_stage1
 
-    return run_stage1(cache, teacher, cfg.recipe.stage1, work / "stage1", seed=cfg.seed)
+    run_dir = work / "stage1"
+    return run_stage1(
+        cache, teacher, cfg.recipe.stage1, run_dir, seed=cfg.seed, step_seconds=step_seconds
+    )
 
 
-def distill_stage2(cache: dict, paths: dict, cfg: AvatarConfig, work: Path, reward) -> Path:
+def distill_stage2(
+    cache: dict, paths: dict, cfg: AvatarConfig, work: Path, reward, step_seconds=None
+) -> Path:
     """Stage 2: Self-Forcing DMD with Sync-Window CFG and the person's SyncNet reward."""
     from lipforcing.distill.stages import run_stage2
 
@@ -121,6 +138,7 @@ def distill_stage2(cache: dict, paths: dict, cfg: AvatarConfig, work: Path, rewa
         work / "stage2",
         seed=cfg.seed,
         reward_fn=reward,
+        step_seconds=step_seconds,
     )
 
 

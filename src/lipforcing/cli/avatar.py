@@ -28,9 +28,10 @@ Create NAME.avatar from 1-3 minutes of one person talking to the camera (a video
 is in a .wav of the same name beside it counts as one input). Prints a footage report first
 and refuses unusable footage with what to record instead; then prints a time estimate and
 trains the codec, SyncNet, teacher, Stage 1 and Stage 2 on the person, each stage with a
-progress bar. The whole create is sized to --minutes (default 60): after timing one step of every
-stage it sizes each trained stage's steps to its share of the time left (the card records
-the steps and why). The last 15% of the footage is never trained on: the held-out report
+progress bar. The whole create is sized to --minutes (default 60): an estimate from a timed step
+of every stage first, then each trained stage times its own first steps when it starts and
+fixes its step count to its share of the time left (the card records the steps, why, and
+the planned vs actual times). The last 15% of the footage is never trained on: the held-out report
 (NAME.avatar/report/report.md) scores the avatar on it. Rerun the same command to resume
 (a resumed create keeps the steps its first run chose)."""
 
@@ -58,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--minutes",
         type=float,
         help=f"wall-time budget of the whole create, every stage included (default "
-        f"{DEFAULT_MINUTES:g}): each trained stage's steps are sized from the step times the "
-        "create measures before training, never above the fixed config's",
+        f"{DEFAULT_MINUTES:g}): each trained stage times its own first steps and takes its "
+        "share of the time left, never more steps than the fixed config's",
     )
     steps.add_argument(
         "--steps-from-config",

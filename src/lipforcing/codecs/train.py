@@ -11,6 +11,7 @@ and stored in the codec (latents are normalised for the diffusion model).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def fit_codec(
     *,
     stop_at: int | None = None,
     desc: str = "codec",
+    step_seconds: list[float] | None = None,
 ) -> list[dict]:
     """Train ``codec`` on random windows of ``data`` up to ``cfg.steps`` (or ``stop_at``).
 
@@ -97,6 +99,7 @@ def fit_codec(
     window draw of step k is a pure function of (seed, k) and the full state is written to
     ``state_path`` every ``save_every`` steps and at the end, so an interrupted run resumes
     exactly. Returns the metrics history (every 50 steps), resumed runs included.
+    ``step_seconds`` gets each step's wall seconds (not the state writes) appended.
     """
     from tqdm import tqdm
 
@@ -115,6 +118,7 @@ def fit_codec(
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     bar = tqdm(range(step, end), desc=desc, initial=step, total=cfg.steps)
     for step in bar:
+        tick = time.perf_counter()
         video = data.sample(np.random.default_rng([cfg.seed, step]), cfg.batch, cfg.patch)
         loss, metrics = train_step(codec, video, cfg, g)
         opt.zero_grad(set_to_none=True)
@@ -122,6 +126,8 @@ def fit_codec(
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
         opt.step()
         sched.step()
+        if step_seconds is not None:
+            step_seconds.append(time.perf_counter() - tick)
         bar.set_postfix(psnr=f"{metrics['psnr']:.1f}")
         done = step + 1
         if done % 50 == 0:

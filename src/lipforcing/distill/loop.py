@@ -92,8 +92,12 @@ def train(
     desc: str = "train",
     log: Callable[[int, dict], None] | None = None,
     hooks: dict[str, Hook] | None = None,
+    step_seconds: list[float] | None = None,
 ) -> RunResult:
-    """Run iterations up to ``plan.iterations`` (or ``stop_at``), resuming from ``run_dir``."""
+    """Run iterations up to ``plan.iterations`` (or ``stop_at``), resuming from ``run_dir``.
+
+    ``step_seconds`` gets the wall seconds of every iteration run (update, EMA and hooks; not
+    the checkpoint writes) appended: a caller sizing a run from its first steps reads them."""
     rank, world = world_info()
     hooks = hooks or {}
     opts = {k: make_optimizer(t.model, t.optim, lr=t.lr) for k, t in trainees.items()}
@@ -108,11 +112,14 @@ def train(
     t0 = time.perf_counter()
     for i in bar:
         role = plan.role(i)
+        tick = time.perf_counter()
         metrics = _iteration(trainees, opts[role], role, step_fn, i, seed, accum, plan, rank, world)
         for ema in emas.values():
             ema.update()
         for hook in hooks.values():
             hook.after_step(role, metrics)
+        if step_seconds is not None:
+            step_seconds.append(time.perf_counter() - tick)
         result.history.append(metrics)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", role=role)
         if log is not None:

@@ -99,11 +99,14 @@ def run_teacher(
     init: str | Path | None = None,
     context: Context | None = None,
     save_every: int = 100,
+    step_seconds: list[float] | None = None,
 ) -> Path:
     """Train the bidirectional teacher; returns its checkpoint path.
 
     ``init``: a checkpoint of the same shape (teacher or student: attention masks hold no
-    weights) to start from instead of a fresh initialisation (fine-tuning).
+    weights) to start from instead of a fresh initialisation (fine-tuning). ``step_seconds``
+    (all three stages): each iteration's wall seconds are appended to it
+    (:func:`lipforcing.distill.loop.train`).
     """
     final = Path(run_dir) / "teacher.safetensors"
     if _skip(final, "teacher"):
@@ -134,6 +137,7 @@ def run_teacher(
         save_every=save_every,
         desc="teacher",
         log=_logger(run_dir),
+        step_seconds=step_seconds,
     )
     _save_final(final, model, preset, _extra("teacher", cfg, result))
     return final
@@ -149,6 +153,7 @@ def run_stage1(
     init_adapter: Path | None = None,
     context: Context | None = None,
     save_every: int = 100,
+    step_seconds: list[float] | None = None,
 ) -> Path:
     """Diffusion Forcing from the init weights ``teacher_path`` (the student's own base: the
     teacher at the tiny preset, OmniAvatar at Wan scale; ``init_adapter`` starts the LoRA)."""
@@ -179,6 +184,7 @@ def run_stage1(
         save_every=save_every,
         desc="stage1",
         log=_logger(run_dir),
+        step_seconds=step_seconds,
     )
     _save_final(final, model, preset, _extra("stage1", cfg, result, weights))
     return final
@@ -197,6 +203,7 @@ def run_stage2(
     critic_adapter: Path | None = None,
     context: Context | None = None,
     save_every: int = 10,
+    step_seconds: list[float] | None = None,
 ) -> Path:
     """Self Forcing DMD: student and critic updates interleaved per ``cfg.roles``.
 
@@ -239,6 +246,7 @@ def run_stage2(
         desc="stage2",
         log=_logger(run_dir),
         hooks={"reward": shaper} if shaper is not None else None,
+        step_seconds=step_seconds,
     )
     extra = _extra("stage2", cfg, result, m.student_w)
     _save_final(final, m.student, m.preset, extra)

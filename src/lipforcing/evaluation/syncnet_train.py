@@ -13,6 +13,7 @@ Design choices:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,12 +103,14 @@ def train_syncnet(
     *,
     stop_at: int | None = None,
     desc: str = "syncnet",
+    step_seconds: list[float] | None = None,
 ) -> dict:
     """Train ``model`` in place on windows of ``clips`` up to ``cfg.steps`` (or ``stop_at``);
     returns the last step's metrics.
 
     The batch of step k is a pure function of (seed, k); with ``state_path`` the state is saved
     every ``save_every`` steps and at the end, and a rerun resumes from it exactly.
+    ``step_seconds`` gets each step's wall seconds (not the state writes) appended.
     """
     from tqdm import tqdm
 
@@ -125,6 +128,7 @@ def train_syncnet(
     end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
     bar = tqdm(range(step, end), desc=desc, initial=step, total=cfg.steps)
     for step in bar:
+        tick = time.perf_counter()
         model.train()
         rng = np.random.default_rng([cfg.seed, step])
         loss, metrics = contrastive_loss(model, sample_batch(clips, cfg.batch, cfg.shifts, rng))
@@ -132,6 +136,8 @@ def train_syncnet(
         loss.backward()
         opt.step()
         sched.step()
+        if step_seconds is not None:
+            step_seconds.append(time.perf_counter() - tick)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['acc']:.2f}")
         done = step + 1
         if state_path is not None and (done % cfg.save_every == 0 or done == end):
