@@ -60,10 +60,9 @@ def engine_fps(avatar: Path, audio_path: Path) -> dict:
 
 
 def _heldout(partial: Path):
-    from lipforcing.avatar.train import shard_dirs
-    from lipforcing.data.preprocess import load_shard
+    from lipforcing.data.preprocess import find_shards, load_shard
 
-    for shard in shard_dirs(partial / "heldout"):
+    for shard in find_shards([partial / "heldout"]):
         a, _ = load_shard(shard)
         usable = np.asarray(a.get("usable", a["found"]), bool)
         yield np.asarray(a["crops"]), usable, np.asarray(a["audio"], np.float32)

@@ -395,7 +395,7 @@ def _card(out: Path, inputs, report, cfg, run: Run, started: float, staged: Path
     from lipforcing.avatar.bundle import file_digest
     from lipforcing.avatar.footage import _part_embeddings
     from lipforcing.avatar.identity import medoid
-    from lipforcing.cli.bench import provenance
+    from lipforcing.provenance import AVATAR_CODE, provenance
 
     held = json.loads((staged / "report" / "report.json").read_text())
     fp = report.to_dict()
@@ -403,7 +403,7 @@ def _card(out: Path, inputs, report, cfg, run: Run, started: float, staged: Path
     return {
         "name": out.name[: -len(".avatar")],
         "tool_version": __version__,
-        "provenance": provenance(),
+        "provenance": provenance(AVATAR_CODE),
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "preset": PRESET,
         "init": cfg.init,

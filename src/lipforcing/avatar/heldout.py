@@ -75,13 +75,13 @@ def heldout_clips(report, held_dir: Path, max_seconds: float, fps: float) -> lis
 def other_utterance(given: Path | None, train_dir: Path, frames: int, fps: float, limits):
     """(16 kHz audio of ``frames`` frames or fewer, label) of the other utterance."""
     from lipforcing.avatar.footage import speech_frames
-    from lipforcing.data.preprocess import load_shard
+    from lipforcing.data.preprocess import find_shards, load_shard
     from lipforcing.media.io import read_audio
 
     if given is not None:
         return read_audio(given), Path(given).name
     best = None
-    for shard in sorted(p.parent for p in train_dir.glob("*/meta.json")):
+    for shard in find_shards([train_dir]):
         arrays, meta = load_shard(shard)
         speech = speech_frames(np.asarray(arrays["loudness"]), limits).astype(float)
         n = min(frames, len(speech))
@@ -138,7 +138,7 @@ def write_heldout_report(
 ) -> dict:
     """The create-time report on the held-out end (teacher vs student included)."""
     from lipforcing.avatar.report import side_by_side
-    from lipforcing.cli.bench import provenance
+    from lipforcing.provenance import AVATAR_CODE, provenance
 
     fps = preset.media.fps
     clips = heldout_clips(report, held_dir, cfg.report_seconds, fps)
@@ -150,7 +150,7 @@ def write_heldout_report(
 
     from lipforcing import __version__
 
-    extra = {"avatar": name, "tool_version": __version__, "provenance": provenance()}
+    extra = {"avatar": name, "tool_version": __version__, "provenance": provenance(AVATAR_CODE)}
     extra["init"] = cfg.init
     seen = seen_clips(report, held_dir.parent / "train", sum(len(c) for c in clips))
     return score_and_write(avatar_dir, clips, other, sbs, extra, out, seen)

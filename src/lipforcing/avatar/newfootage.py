@@ -24,10 +24,10 @@ def report_on_footage(
     from lipforcing.avatar.config import FootageLimits
     from lipforcing.avatar.footage import FootageReport, _check_video, scan_video
     from lipforcing.avatar.heldout import score_and_write, shard_clip
-    from lipforcing.cli.bench import provenance
     from lipforcing.config import get_preset
     from lipforcing.errors import MediaError
     from lipforcing.media.io import read_audio
+    from lipforcing.provenance import AVATAR_CODE, provenance
 
     avatar = Avatar.load(avatar_path)
     for p in (video, other_audio):
@@ -43,7 +43,7 @@ def report_on_footage(
         extra = {
             "avatar": avatar.name,
             "tool_version": __version__,
-            "provenance": provenance(),
+            "provenance": provenance(AVATAR_CODE),
             "footage": FootageReport([scan], [], limits).to_dict()["videos"],
         }
         other = (read_audio(other_audio), other_audio.name)

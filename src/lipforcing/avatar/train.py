@@ -18,10 +18,6 @@ from lipforcing.avatar.config import AvatarConfig
 from lipforcing.config import PresetConfig
 
 
-def shard_dirs(part: Path) -> list[Path]:
-    return sorted(p.parent for p in part.glob("*/meta.json"))
-
-
 def builtin(name: str) -> Path:
     """A shipped tiny network (CheckpointError when the package lacks it)."""
     from lipforcing.errors import CheckpointError
@@ -40,6 +36,7 @@ def person_codec(
     ``step_seconds`` (every stage here): each training step's wall seconds appended to it."""
     from lipforcing.codecs import build_codec, save_codec
     from lipforcing.codecs.train import CropWindows, fit_codec, set_latent_stats
+    from lipforcing.data.preprocess import find_shards
 
     final = run_dir / "codec.safetensors"
     if final.is_file():
@@ -47,7 +44,7 @@ def person_codec(
     init = builtin("codec.safetensors") if cfg.init == "builtin" else None
     torch.manual_seed(cfg.seed)
     codec = build_codec(preset.codec, weights=init)
-    data = CropWindows(shard_dirs(train), cfg.codec.frames)
+    data = CropWindows(find_shards([train]), cfg.codec.frames)
     fit_codec(codec, data, cfg.codec, run_dir / "state.pt", step_seconds=step_seconds)
     codec.eval()
     size = preset.codec.image_size
@@ -60,7 +57,7 @@ def person_syncnet(
     train: Path, cfg: AvatarConfig, preset: PresetConfig, run_dir: Path, step_seconds=None
 ) -> Path:
     """Our LipSyncNet fine-tuned (or trained) on the person's windows."""
-    from lipforcing.data.preprocess import load_shard
+    from lipforcing.data.preprocess import find_shards, load_shard
     from lipforcing.evaluation.syncnet import (
         LipSyncNet,
         LipSyncNetConfig,
@@ -72,7 +69,7 @@ def person_syncnet(
     final = run_dir / "syncnet.safetensors"
     if final.is_file():
         return final
-    clips = [Clip.from_arrays(load_shard(d)[0]) for d in shard_dirs(train)]
+    clips = [Clip.from_arrays(load_shard(d)[0]) for d in find_shards([train])]
     torch.manual_seed(cfg.seed)
     if cfg.init == "builtin":
         model = load_syncnet(builtin("syncnet.safetensors"))
@@ -161,5 +158,4 @@ __all__ = [
     "person_codec",
     "person_syncnet",
     "reward_fn",
-    "shard_dirs",
 ]

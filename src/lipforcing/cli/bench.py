@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 from lipforcing.cli.options import STREAM_THREADS_HELP
+from lipforcing.provenance import cpu_name, provenance
 
 DESCRIPTION = """\
 Measure the throughput (FPS) and time to first frame (TTFF) of the teacher and the
@@ -112,61 +110,6 @@ def command_line(opts, threads: int | None, sessions=None) -> str:
     if threads is not None:
         parts.append(f"--threads {threads}")
     return " ".join(parts)
-
-
-MEASURED = [  # the code a benchmark runs: uncommitted changes here mark the commit "-dirty"
-    f"src/lipforcing/{part}"
-    for part in (
-        "bench",
-        "models",
-        "diffusion",
-        "codecs",
-        "data",
-        "media",
-        "streaming",
-        "config.py",
-        "cli/bench.py",
-    )
-]
-
-
-def provenance() -> dict:
-    """Commit, date and machine of a measurement."""
-    import torch
-
-    root = Path(__file__).resolve().parents[3]
-
-    def git(*cmd: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *cmd], cwd=root, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    from lipforcing.streaming.options import cpu_threads
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--", *MEASURED))
-    return {
-        "commit": commit + ("-dirty" if dirty else ""),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": platform.node(),
-        "cpu": _cpu_name(),
-        "torch": torch.__version__,
-        "threads": cpu_threads(),  # the CPU threads given (--threads, else torch's default)
-        "torch_threads": torch.get_num_threads(),  # intra-op (1 with stream threads)
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def options_from_args(args: argparse.Namespace):
@@ -329,4 +272,4 @@ def _device_name(device: str) -> str:
         return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
     from lipforcing.streaming.options import cpu_threads
 
-    return f"cpu: {_cpu_name()}, {cpu_threads()} threads"
+    return f"cpu: {cpu_name()}, {cpu_threads()} threads"
