@@ -42,6 +42,20 @@ def test_resumed_run_reproduces_the_uninterrupted_loss_trace(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_step_seconds_get_each_iteration_run_in_this_call(tmp_path):
+    import time
+
+    times: list[float] = []
+    train_toy(toy_model(), CFG, tmp_path, save_every=1, stop_at=2, step_seconds=times)
+    assert len(times) == 2
+    resumed: list[float] = []
+    start = time.perf_counter()
+    train_toy(toy_model(), CFG, tmp_path, save_every=1, step_seconds=resumed)
+    wall = time.perf_counter() - start
+    assert len(resumed) == CFG.steps - 2  # only the iterations this call ran
+    assert all(t > 0 for t in resumed) and sum(resumed) <= wall
+
+
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     out = tmp_path / "dist.pt"
     mp.spawn(dist_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
