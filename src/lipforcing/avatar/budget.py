@@ -228,7 +228,8 @@ class StageSizing:
         if self.capped:
             return f"{self.steps} steps: the fixed config's, within its share ({per})"
         return (
-            f"{self.steps} steps: {self.share:.0%} of the {self.pool_s / 60:.1f} training "
+            f"{self.steps} step{'s' * (self.steps != 1)}: {self.share:.0%} of the "
+            f"{self.pool_s / 60:.1f} training "
             f"minutes left at {per}"
         )
 

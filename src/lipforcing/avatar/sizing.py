@@ -111,7 +111,8 @@ class StageSteps:
 
     def card(self, timings: dict) -> dict:
         """The card's ``steps``: per trained stage the steps run, the fixed config's, why,
-        and under a budget the planned vs actual steps and seconds of every stage."""
+        and under a budget the planned vs actual steps and seconds of every stage (``timings``:
+        the stages finished so far; the card is written inside the last one)."""
         plan, cfg = self._plan(), self.config()
         ran = config_steps(cfg)
         card: dict = {}
