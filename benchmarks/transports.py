@@ -31,6 +31,7 @@ import fractions
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -42,6 +43,8 @@ MARKER_PERIOD_S = 1.0  # one beep per second
 ONSET_LEVEL = 0.15  # |sample| above this starts a beep in the returned audio
 BEEP_LOUD_SHARE = 0.4  # a beep has at least this share of its samples above ONSET_LEVEL
 FPS = 25.0
+CONNECT_TIMEOUT_S = 60.0  # the WebRTC peer must connect within this, seconds
+UNTIL_PERIOD_S = 0.25  # how often a session's ``until`` event is checked, seconds
 
 
 def marker_audio(seconds: float, first_s: float = 0.5) -> tuple[np.ndarray, list[int]]:
@@ -164,15 +167,24 @@ def latencies(sender: Sender, onsets_out: list[int], arrival_of_sample) -> list[
 
 
 async def websocket_session(
-    address: str, audio: np.ndarray, *, seconds: float, token: str | None = None, source="default"
+    address: str,
+    audio: np.ndarray,
+    *,
+    seconds: float,
+    token: str | None = None,
+    source="default",
+    until: Callable[[Result], bool] | None = None,
+    max_seconds: float | None = None,
 ) -> Result:
-    """Stream ``audio`` (then silence) for ``seconds`` over the WebSocket; measure."""
+    """Stream ``audio`` (then silence) for ``seconds`` over the WebSocket; measure.
+
+    ``until`` / ``max_seconds``: as for :func:`webrtc_session`."""
     import websockets
 
     from lipforcing.streaming.server.protocol import decode_frame, pcm16
 
     sender = Sender(audio)
-    arrivals, chunks, texts, received = [], [], [], 0
+    got = _WsReceived()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with websockets.connect(
         f"ws://{address}/ws", additional_headers=headers, max_size=2**24
@@ -180,52 +192,81 @@ async def websocket_session(
         await ws.send(json.dumps({"type": "start", "source": source, "sample_rate": RATE}))
         ready = json.loads(await ws.recv())
         assert ready["type"] == "ready", ready
+        stop = asyncio.Event()
 
         async def send() -> None:
             t0 = time.perf_counter()
             k = 0
-            while time.perf_counter() - t0 < seconds:
+            while not stop.is_set():
                 await ws.send(pcm16(sender.next_piece()))
                 k += 1
                 await asyncio.sleep(max(0.0, t0 + k * PIECE_S - time.perf_counter()))
 
         async def receive() -> None:
-            nonlocal received
             async for msg in ws:
-                received += len(msg)
+                got.received += len(msg)
                 if isinstance(msg, bytes):
                     header, pcm, _ = decode_frame(msg)
-                    arrivals.append(time.perf_counter())
-                    chunks.append(pcm.astype(np.float32) / 32768)
+                    got.arrivals.append(time.perf_counter())
+                    got.chunks.append(pcm.astype(np.float32) / 32768)
                 else:
-                    texts.append(json.loads(msg))
+                    got.texts.append(json.loads(msg))
 
         task = asyncio.create_task(receive())
         start = time.perf_counter()
-        await send()
+        sending = asyncio.create_task(send())
+        await asyncio.wait({sending}, timeout=seconds)  # over early only if sending failed
+        if not sending.done():
+            await _wait_for(until, lambda: got.result(sender, start), start, max_seconds or seconds)
+        stop.set()
+        await sending
         duration = time.perf_counter() - start
         await ws.close()
         await asyncio.gather(task, return_exceptions=True)
-    out = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    spf = int(RATE / FPS)
+    return got.result(sender, start, duration)
 
-    def arrival(sample: int):
-        k = sample // spf
-        return arrivals[k] if k < len(arrivals) else None
 
-    stats = next((t for t in reversed(texts) if t["type"] == "stats"), {})
-    return Result(
-        transport="websocket",
-        started=start,
-        seconds=duration,
-        frames=len(arrivals),
-        fps=len(arrivals) / duration,
-        kbps=8 * received / duration / 1000,
-        latencies_s=latencies(sender, onsets_in(out, RATE), arrival),
-        stats=stats,
-        audio=out,
-        messages=texts,
-    )
+@dataclass
+class _WsReceived:
+    """What a WebSocket client received so far."""
+
+    arrivals: list = field(default_factory=list)  # perf_counter time of each frame
+    chunks: list = field(default_factory=list)  # each frame's audio, float mono
+    texts: list = field(default_factory=list)  # control messages
+    received: int = 0  # bytes
+
+    def result(self, sender: Sender, start: float, duration: float | None = None) -> Result:
+        duration = time.perf_counter() - start if duration is None else duration
+        out = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        spf = int(RATE / FPS)
+        arrivals = list(self.arrivals)
+
+        def arrival(sample: int):
+            k = sample // spf
+            return arrivals[k] if k < len(arrivals) else None
+
+        stats = next((t for t in reversed(self.texts) if t["type"] == "stats"), {})
+        return Result(
+            transport="websocket",
+            started=start,
+            seconds=duration,
+            frames=len(arrivals),
+            fps=len(arrivals) / duration,
+            kbps=8 * self.received / duration / 1000,
+            latencies_s=latencies(sender, onsets_in(out, RATE), arrival),
+            stats=stats,
+            audio=out,
+            messages=list(self.texts),
+        )
+
+
+async def _wait_for(until, partial, start: float, max_seconds: float) -> None:
+    """With ``until`` (a test's event): wait until it holds for ``partial()`` (the result so
+    far), checked every ``UNTIL_PERIOD_S``, or until ``max_seconds`` after ``start``."""
+    if until is None:
+        return
+    while time.perf_counter() - start < max_seconds and not until(partial()):
+        await asyncio.sleep(UNTIL_PERIOD_S)
 
 
 # ---------------------------------------------------------------------- WebRTC
@@ -268,11 +309,18 @@ async def webrtc_session(
     source: str = "default",
     actions: dict[float, str] | None = None,
     keep_video: bool = False,
+    until: Callable[[Result], bool] | None = None,
+    max_seconds: float | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> Result:
     """Stream ``audio`` (then silence) for ``seconds`` over WebRTC; measure.
 
     ``actions`` maps seconds after connecting to a control message type sent on the data
     channel then (``"clear"`` also mutes the input, as an interrupted speaker stops).
+    ``until`` (a test's event): after ``seconds``, keep streaming until it holds for what
+    was received so far, or ``max_seconds`` (default ``seconds``) passed; the benchmark
+    streams exactly ``seconds``. RuntimeError when the peer does not connect within
+    ``connect_timeout_s``.
     """
     import httpx
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -319,16 +367,18 @@ async def webrtc_session(
         await pc.close()
         raise RuntimeError(f"offer refused ({reply.status_code}): {reply.text}")
     await pc.setRemoteDescription(RTCSessionDescription(**reply.json()))
-    while pc.connectionState != "connected":
-        await asyncio.sleep(0.01)
+    try:
+        await asyncio.wait_for(_connected(pc), connect_timeout_s)
+    except TimeoutError:
+        await pc.close()
+        raise RuntimeError(f"the peer did not connect within {connect_timeout_s:g} s") from None
     start = time.perf_counter()
-    pending = sorted((actions or {}).items())
-    while time.perf_counter() - start < seconds:
-        if pending and time.perf_counter() - start >= pending[0][0]:
-            kind = pending.pop(0)[1]
-            sender.muted = sender.muted or kind == "clear"
-            channel.send(json.dumps({"type": kind}))
-        await asyncio.sleep(0.01)
+    await _play_actions(channel, sender, actions or {}, start, seconds)
+
+    def partial() -> Result:
+        return _rtc_result(sender, video, sound, messages, time.perf_counter() - start, 0)
+
+    await _wait_for(until, partial, start, max_seconds or seconds)
     duration = time.perf_counter() - start
     report = await pc.getStats()
     transport_bytes = _transport_bytes(report)
@@ -339,6 +389,23 @@ async def webrtc_session(
     result = _rtc_result(sender, video, sound, messages, duration, transport_bytes)
     result.images, result.started, result.packets_lost = images, start, lost
     return result
+
+
+async def _play_actions(channel, sender, actions: dict, start: float, seconds: float) -> None:
+    """Send each of ``actions`` (seconds after ``start`` -> type) on the data channel in
+    time, until ``seconds`` passed."""
+    pending = sorted(actions.items())
+    while time.perf_counter() - start < seconds:
+        if pending and time.perf_counter() - start >= pending[0][0]:
+            kind = pending.pop(0)[1]
+            sender.muted = sender.muted or kind == "clear"
+            channel.send(json.dumps({"type": kind}))
+        await asyncio.sleep(0.01)
+
+
+async def _connected(pc) -> None:
+    while pc.connectionState != "connected":
+        await asyncio.sleep(0.01)
 
 
 def _transport_bytes(report) -> int:

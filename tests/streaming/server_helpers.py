@@ -17,6 +17,7 @@ import numpy as np
 
 TOKEN = "s3cret-token"
 STOP_TIMEOUT_S = 30.0  # a served subprocess must exit this long after SIGTERM, else it is killed
+SERVER_START_S = 120.0  # bound on uvicorn starting in its thread (seconds on a starved CPU)
 
 
 def free_port() -> int:
@@ -37,9 +38,11 @@ def running(app, *, ws_max_size: int = 4 * 2**20):
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(400):
-        if server.started:
-            break
+    deadline = time.monotonic() + SERVER_START_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the test server did not start within {SERVER_START_S:g} s")
         time.sleep(0.05)
     try:
         yield f"127.0.0.1:{port}"
