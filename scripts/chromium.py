@@ -120,6 +120,15 @@ class Chromium:
             raise RuntimeError(f"page error: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    async def screenshot(self) -> bytes:
-        shot = await self.call("Page.captureScreenshot", format="png")
+    async def screenshot(self, *, full_page: bool = False) -> bytes:
+        """A PNG of the window, or with ``full_page`` of the whole document (scrolled parts
+        too)."""
+        params: dict = {"format": "png"}
+        if full_page:  # the window's width (scroll bar included), the document's height
+            width, height = await self.evaluate(
+                "[window.innerWidth, document.documentElement.scrollHeight]"
+            )
+            clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+            params |= {"captureBeyondViewport": True, "clip": clip}
+        shot = await self.call("Page.captureScreenshot", **params)
         return base64.b64decode(shot["data"])

@@ -3,8 +3,8 @@
 Starts the server on 127.0.0.1 (a random port, a random token), launches Chromium headless
 with a DevTools port, opens ``/?autostart=sample#token=...`` (the page fetches the built-in
 speech, streams it up the WebSocket at real time and draws the returned frames), waits, reads
-the page's stats and saves a PNG. Needs a ``chromium`` binary (Debian: ``apt-get install
-chromium``).
+the page's stats and saves a PNG of the whole page. Needs a ``chromium`` binary (Debian:
+``apt-get install chromium``).
 
     python scripts/screenshot_page.py --out page.png [--checkpoint CKPT | --random] [--wait 6]
 """
@@ -97,7 +97,7 @@ async def screenshot(url: str, wait: float) -> tuple[bytes, dict]:
             "stats: [...document.querySelectorAll('#stats dd')].map("
             "d => d.previousElementSibling.textContent + ': ' + d.textContent)})"
         )
-        return await browser.screenshot(), json.loads(stats)
+        return await browser.screenshot(full_page=True), json.loads(stats)
 
 
 if __name__ == "__main__":
