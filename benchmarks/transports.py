@@ -15,7 +15,10 @@ transport, in real time, alternating, ``--runs`` times each:
   received (SRTP, RTCP and SCTP included), per second of stream;
 - FPS: frames received per second; A/V skew (WebRTC): for each video frame, its arrival minus
   the arrival of the audio packet that starts at the same output time (RTP timestamps relative
-  to each stream's first packet).
+  to each stream's first packet). Measured twice: on the decoded frames (what the client's
+  tracks hand out, after aiortc's jitter buffers: they hold a video frame until the next one's
+  first packet and audio four packets, ~-40 ms of skew that is the client's, not the server's)
+  and on the RTP packets as they arrive, before those buffers (what the server sends).
 
     python benchmarks/transports.py [--random] [--seconds 12] [--runs 3] [--out results.json]
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import fractions
 import json
 import statistics
@@ -43,6 +47,7 @@ MARKER_PERIOD_S = 1.0  # one beep per second
 ONSET_LEVEL = 0.15  # |sample| above this starts a beep in the returned audio
 BEEP_LOUD_SHARE = 0.4  # a beep has at least this share of its samples above ONSET_LEVEL
 FPS = 25.0
+VIDEO_CLOCK = 90_000  # RTP clock of video, Hz
 CONNECT_TIMEOUT_S = 60.0  # the WebRTC peer must connect within this, seconds
 UNTIL_PERIOD_S = 0.25  # how often a session's ``until`` event is checked, seconds
 
@@ -102,7 +107,8 @@ class Result:
     fps: float  # frames received per second of stream
     kbps: float  # kilobits per second received
     latencies_s: list[float] = field(default_factory=list)  # per beep
-    av_skew_s: list[float] = field(default_factory=list)  # per video frame (WebRTC)
+    av_skew_s: list[float] = field(default_factory=list)  # per decoded video frame (WebRTC)
+    av_skew_packets_s: list[float] = field(default_factory=list)  # per frame, RTP packets
     stats: dict = field(default_factory=dict)  # the server's last stats message
     audio: np.ndarray | None = None  # returned audio, float mono at audio_rate
     audio_rate: int = RATE
@@ -119,7 +125,8 @@ class Result:
         d["latency_median_s"] = _median(self.latencies_s)
         d["av_skew_median_s"] = _median([abs(s) for s in self.av_skew_s])
         d["av_skew_max_s"] = max((abs(s) for s in self.av_skew_s), default=None)
-        del d["latencies_s"], d["av_skew_s"]
+        d["av_skew_packets_median_s"] = _median([abs(s) for s in self.av_skew_packets_s])
+        del d["latencies_s"], d["av_skew_s"], d["av_skew_packets_s"]
         return d
 
 
@@ -335,6 +342,7 @@ async def webrtc_session(
     channel.on("message", lambda m: messages.append(json.loads(m)))
     pc.addTrack(_paced_track(sender))
     pc.addTransceiver("video", direction="recvonly")
+    packets = _record_packets(pc)
     video, sound, images = [], [], []
 
     async def take(track, into) -> None:
@@ -376,7 +384,8 @@ async def webrtc_session(
     await _play_actions(channel, sender, actions or {}, start, seconds)
 
     def partial() -> Result:
-        return _rtc_result(sender, video, sound, messages, time.perf_counter() - start, 0)
+        elapsed = time.perf_counter() - start
+        return _rtc_result(sender, video, sound, messages, elapsed, 0, packets)
 
     await _wait_for(until, partial, start, max_seconds or seconds)
     duration = time.perf_counter() - start
@@ -386,7 +395,7 @@ async def webrtc_session(
     await pc.close()
     for task in tasks:
         task.cancel()
-    result = _rtc_result(sender, video, sound, messages, duration, transport_bytes)
+    result = _rtc_result(sender, video, sound, messages, duration, transport_bytes, packets)
     result.images, result.started, result.packets_lost = images, start, lost
     return result
 
@@ -408,11 +417,50 @@ async def _connected(pc) -> None:
         await asyncio.sleep(0.01)
 
 
+def _record_packets(pc) -> dict[str, list]:
+    """(RTP timestamp, arrival) of every packet each receiver of ``pc`` takes, per kind, as it
+    arrives: before the receiver's jitter buffer and decoder (aiortc's per-packet entry point,
+    ``RTCRtpReceiver._handle_rtp_packet``; the test extra pins aiortc)."""
+    packets: dict[str, list] = {"audio": [], "video": []}
+    for transceiver in pc.getTransceivers():
+        receiver, into = transceiver.receiver, packets[transceiver.kind]
+        handle = receiver._handle_rtp_packet
+
+        async def record(packet, arrival_time_ms, handle=handle, into=into):
+            into.append((packet.timestamp, time.perf_counter()))
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = record
+    return packets
+
+
+def _packet_skew(packets: dict[str, list], rate: int) -> list[float]:
+    """Per video frame: the arrival of its first RTP packet minus that of the first audio
+    packet at or after the same media time (timestamps relative to each stream's first)."""
+    first: dict[str, dict] = {kind: {} for kind in packets}
+    for kind, got in packets.items():
+        for timestamp, now in got:
+            first[kind].setdefault(timestamp, now)
+    video, audio = first["video"], first["audio"]
+    if not video or not audio:
+        return []
+    v0, a0 = next(iter(video)), next(iter(audio))
+    starts = sorted(((ts - a0) % 2**32, now) for ts, now in audio.items())
+    samples = [start for start, _ in starts]
+    skew = []
+    for timestamp, now in video.items():
+        frame = round(((timestamp - v0) % 2**32) / (VIDEO_CLOCK / FPS))
+        k = bisect.bisect_left(samples, frame * rate / FPS)
+        if k < len(samples):
+            skew.append(now - starts[k][1])
+    return skew
+
+
 def _transport_bytes(report) -> int:
     return sum(getattr(s, "bytesReceived", 0) for s in report.values() if s.type == "transport")
 
 
-def _rtc_result(sender, video, sound, messages, duration, transport_bytes) -> Result:
+def _rtc_result(sender, video, sound, messages, duration, transport_bytes, packets) -> Result:
     rate = sound[0][2] if sound else 48_000
     spf = rate / FPS
     audio = np.concatenate([s[3] for s in sound]) if sound else np.zeros(0, np.float32)
@@ -420,7 +468,7 @@ def _rtc_result(sender, video, sound, messages, duration, transport_bytes) -> Re
     # RTP timestamps relative to each stream's first packet: output time on both streams
     audio_starts = [((pts - a0) % 2**32, now) for now, pts, _, _ in sound]  # (sample, arrival)
     v0 = video[0][1] if video else 0
-    video_at = {round(((pts - v0) % 2**32) / (90_000 / FPS)): now for now, pts in video}
+    video_at = {round(((pts - v0) % 2**32) / (VIDEO_CLOCK / FPS)): now for now, pts in video}
 
     def audio_arrival(sample: int):
         for start, now in audio_starts:
@@ -445,6 +493,7 @@ def _rtc_result(sender, video, sound, messages, duration, transport_bytes) -> Re
         kbps=8 * transport_bytes / duration / 1000,
         latencies_s=latencies(sender, onsets_in(audio, rate), frame_arrival),
         av_skew_s=skew,
+        av_skew_packets_s=_packet_skew(packets, rate),
         stats=stats,
         audio=audio,
         audio_rate=rate,
@@ -496,7 +545,14 @@ def main() -> None:
         mine = [r for r in runs if r["transport"] == name]
         table[name] = {
             k: _median([r[k] for r in mine if r[k] is not None])
-            for k in ("kbps", "fps", "latency_median_s", "av_skew_median_s", "av_skew_max_s")
+            for k in (
+                "kbps",
+                "fps",
+                "latency_median_s",
+                "av_skew_median_s",
+                "av_skew_max_s",
+                "av_skew_packets_median_s",
+            )
         }
     print(json.dumps({"checkpoint": pipeline.checkpoint, "medians": table}, indent=1))
     if args.out:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAME_TICKS = 90_000 // 25  # RTP ticks between video frames at 25 fps
 MIN_FRAMES = 100  # video frames the stream must deliver (4 s at 25 FPS: the beeps span 0.5-4.6 s)
 SHARED_FRAMES = 25  # frames each of two sessions sharing the scheduler must deliver (1 s)
+SKEW_S = 0.02  # half a frame: a frame's audio sent a frame early or late is caught
 EVENT_TIMEOUT_S = 240.0  # bound on waiting for what a test checks on a starved CPU, seconds
 
 
@@ -99,9 +100,13 @@ def test_webrtc_stream_in_step(server, source, transports):
             for d in range(-20, 21)
         )
         assert corr > 0.9, corr
-    # audio and video of the same output time arrive within one frame of each other
-    skew = statistics.median(abs(s) for s in result.av_skew_s)
-    assert skew < 0.04, (skew, result.stats)  # the stats say whether generation stalled
+    # audio and video of the same output time arrive together (within half a frame), as the
+    # server sends them: RTP packets on arrival. The decoded tracks' skew (result.av_skew_s)
+    # adds the client's jitter buffers (a video frame held until the next one's first packet,
+    # audio four packets: ~40 ms, audio later; 95 ms once on a starved CPU), so it says little
+    # of the server: a video frame sent a frame late passes there, here it fails.
+    skew = statistics.median(abs(s) for s in result.av_skew_packets_s)
+    assert skew < SKEW_S, (skew, result.stats)  # the stats say whether generation stalled
     # the server's measured stats came over the data channel
     assert result.stats["type"] == "stats" and result.stats["frames_out"] > MIN_FRAMES
     assert len(result.latencies_s) == len(onsets), (result.latencies_s, result.stats)
