@@ -7,6 +7,7 @@ the page's stats and saves a PNG of the whole page. Needs a ``chromium`` binary 
 ``apt-get install chromium``).
 
     python scripts/screenshot_page.py --out page.png [--checkpoint CKPT | --random] [--wait 6]
+        [--min-frames N --max-wait 240]
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+FRAMES_POLL_S = 0.5  # how often --min-frames reads the page's frame count, seconds
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,6 +30,15 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="student checkpoint (default: built-in, else random)")
     ap.add_argument("--random", action="store_true", help="random tiny weights")
     ap.add_argument("--wait", type=float, default=6.0, help="seconds of streaming before the shot")
+    ap.add_argument(
+        "--min-frames",
+        type=int,
+        default=0,
+        help="after --wait, wait on until the page counts this many frames (a loaded CPU)",
+    )
+    ap.add_argument(
+        "--max-wait", type=float, default=240.0, help="bound on the --min-frames wait, seconds"
+    )
     ap.add_argument("--transport", default="websocket", choices=["websocket", "webrtc"])
     ap.add_argument("--video", help="source video (default: the built-in SynthTalk face)")
     ap.add_argument("--audio", help="speech the page streams (default: built-in SynthTalk speech)")
@@ -38,7 +50,7 @@ def main() -> None:
     query = f"autostart=sample&transport={args.transport}"
     url = f"http://127.0.0.1:{port}/?{query}#token={token}"  # the fragment stays in the browser
     try:
-        png, stats = asyncio.run(screenshot(url, args.wait))
+        png, stats = asyncio.run(screenshot(url, args.wait, args.min_frames, args.max_wait))
     finally:
         # Stop the server and its streaming sessions before the interpreter exits: a daemon
         # thread still generating at exit can abort the process ("terminate called ...").
@@ -86,18 +98,29 @@ def start_server(args, token: str, port: int):
     return server, thread
 
 
-async def screenshot(url: str, wait: float) -> tuple[bytes, dict]:
+async def screenshot(url: str, wait: float, min_frames: int, max_wait: float):
+    """(PNG, the page's stats) after ``wait`` seconds and, past that, once the page counts
+    ``min_frames`` frames or ``max_wait`` more seconds passed."""
     from chromium import Chromium
 
     async with Chromium() as browser:
         await browser.navigate(url)
         await asyncio.sleep(wait)
+        deadline = time.monotonic() + max_wait
+        while time.monotonic() < deadline and await frames_shown(browser) < min_frames:
+            await asyncio.sleep(FRAMES_POLL_S)
         stats = await browser.evaluate(
             "JSON.stringify({status: document.getElementById('status').textContent, "
             "stats: [...document.querySelectorAll('#stats dd')].map("
             "d => d.previousElementSibling.textContent + ': ' + d.textContent)})"
         )
         return await browser.screenshot(full_page=True), json.loads(stats)
+
+
+async def frames_shown(browser) -> int:
+    """The page's frame count (its stats row; 0 before the first stats message)."""
+    text = await browser.evaluate("document.getElementById('s-frames')?.textContent ?? ''")
+    return int(text) if text.isdigit() else 0
 
 
 if __name__ == "__main__":

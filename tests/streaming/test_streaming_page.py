@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 from chromium import Chromium, chromium_binary  # noqa: E402
 
+PAGE_FRAMES = 25  # frames the page must count (a second of stream)
+PAGE_RUN_S = 600  # bound on the screenshot script (start-up + the 240 s frame wait), seconds
 SETTLE_S = 15.0  # seconds of streaming before measuring (Chromium's lip sync converging)
 SAMPLES, SAMPLE_PERIOD_S = 10, 0.5  # A/V offset samples (Chromium's estimate), their spacing
 needs_chromium = pytest.mark.skipif(
@@ -48,14 +50,15 @@ INBOUND = """(async () => {
 def test_page_streams_in_headless_chromium(tmp_path):
     out = tmp_path / "page.png"
     cmd = [sys.executable, str(ROOT / "scripts" / "screenshot_page.py"), "--random"]
+    wait = ["--wait", "6", "--min-frames", str(PAGE_FRAMES + 1), "--max-wait", "240"]
     run = subprocess.run(
-        [*cmd, "--wait", "6", "--out", str(out)], capture_output=True, text=True, timeout=240
+        [*cmd, *wait, "--out", str(out)], capture_output=True, text=True, timeout=PAGE_RUN_S
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stats = json.loads(run.stdout.split("page stats: ")[1].splitlines()[0])
     values = dict(s.split(": ", 1) for s in stats["stats"])
-    assert int(values["Frames"]) > 25  # frames came back over the WebSocket and were counted
+    assert int(values["Frames"]) > PAGE_FRAMES  # frames came back over the WebSocket, counted
     assert int(values["Speech frames"]) > 0  # the built-in speech reached the model
     assert values["TTFF"].endswith("ms")
     assert float(values["Shown FPS (page)"]) > 0  # measured by the page itself
