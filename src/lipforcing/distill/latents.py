@@ -26,7 +26,6 @@ CACHE_KEYS = ("x0", "masked", "ref", "ref_seq", "audio", "mask")
 
 
 @torch.no_grad()
-@torch.no_grad()
 def encode_dataset(dataset, codec, *, keep_video: bool = False, batch: int = 4) -> dict:
     """Encode every item of a :class:`ShardDataset` into the cache layout above (no autograd:
     a cache is data, and a graph over a Wan VAE encode would hold every activation)."""
